@@ -1,0 +1,1 @@
+"""scribe's first-party plugins, registered through the ``scribe`` entry-point group."""

@@ -1,0 +1,95 @@
+"""The negative binomial likelihood family: nbdm, zinb, nbvcp, zinbvcp.
+
+Zero inflation and variable capture are each written once and switched on by flags;
+the four model types are the four combinations.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax.scipy.special import gammaln, xlogy
+from numpyro.distributions import NegativeBinomialProbs, ZeroInflatedDistribution
+
+import scribe
+from scribe.likelihood import CAPTURE, PROBABILITY, Latent
+
+
+def captured_success_prob(p: jnp.ndarray, p_capture: jnp.ndarray) -> jnp.ndarray:
+    """``p_hat = p * nu / (1 - p * (1 - nu))``: NB success probability of captured UMIs.
+
+    Shapes: ``p`` scalar or per cell ``(C,)``, ``p_capture`` ``(C,)`` -> ``(C,)``. For a
+    component-specific ``p`` of shape ``(K,)``, broadcast to ``(C, K)`` first.
+    """
+    return p * p_capture / (1.0 - p * (1.0 - p_capture))
+
+
+def nb_log_prob(counts, r, p):
+    """``log NB(x | r, p)`` with NumPyro's convention (mean ``r p / (1 - p)``)."""
+    return (gammaln(counts + r) - gammaln(r) - gammaln(counts + 1.0)
+            + r * jnp.log1p(-p) + xlogy(counts, p))
+
+
+class NegativeBinomial(scribe.Likelihood):
+    """Negative binomial counts, optionally zero-inflated and with per-cell capture.
+
+    Parameters
+    ----------
+    name, description : str
+    zero_inflated : bool
+        Adds the per-gene ``gate``: ``P(0) = gate + (1 - gate) NB(0)``.
+    variable_capture : bool
+        Adds the per-cell ``p_capture``; counts are ``NB(r, p_hat)``.
+    """
+
+    def __init__(self, name: str, description: str, zero_inflated: bool, variable_capture: bool):
+        self.name, self.description = name, description
+        self.zero_inflated, self.variable_capture = zero_inflated, variable_capture
+        latents = []
+        if zero_inflated:
+            latents.append(Latent("gate", PROBABILITY, "gene"))
+        if variable_capture:
+            latents.append(Latent("p_capture", CAPTURE, "cell"))
+        self.latents = tuple(latents)
+
+    def success_prob(self, params: dict) -> jnp.ndarray:
+        """``p`` or ``p_hat``, shaped to broadcast against ``(C, G)``."""
+        p = jnp.asarray(params["p"])
+        if self.variable_capture:
+            p = captured_success_prob(p, params["p_capture"])
+        return p[..., None] if p.ndim == 1 else p
+
+    def distribution(self, params: dict):
+        dist = NegativeBinomialProbs(params["r"], self.success_prob(params))
+        if self.zero_inflated:
+            dist = ZeroInflatedDistribution(dist, gate=params["gate"])
+        return dist
+
+    def log_prob(self, counts, params):
+        log_nb = nb_log_prob(counts, params["r"], self.success_prob(params))
+        if not self.zero_inflated:
+            return log_nb
+        gate = params["gate"]
+        log_zero = jnp.logaddexp(jnp.log(gate), jnp.log1p(-gate) + log_nb)
+        return jnp.where(counts == 0, log_zero, jnp.log1p(-gate) + log_nb)
+
+    def derived(self, params: dict) -> dict:
+        if not self.variable_capture:
+            return {}
+        p, nu = jnp.asarray(params["p"]), jnp.asarray(params["p_capture"])
+        # Component-specific p (K,) gives p_hat per cell and component, (C, K).
+        if p.ndim == 1:
+            return {"p_hat": captured_success_prob(p[None, :], nu[:, None])}
+        return {"p_hat": captured_success_prob(p, nu)}
+
+
+LIKELIHOODS = (
+    NegativeBinomial("nbdm", "negative binomial-Dirichlet multinomial", False, False),
+    NegativeBinomial("zinb", "zero-inflated negative binomial", True, False),
+    NegativeBinomial("nbvcp", "negative binomial with variable capture probability", False, True),
+    NegativeBinomial("zinbvcp", "zero-inflated negative binomial with variable capture", True, True),
+)
+
+
+@scribe.hookimpl
+def scribe_model_types():
+    return [spec for likelihood in LIKELIHOODS for spec in scribe.ModelType.from_likelihood(likelihood)]

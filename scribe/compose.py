@@ -1,0 +1,177 @@
+"""Compose a model, guide and posterior from likelihood x parameterization (x mixture).
+
+One :class:`Composition` serves every model type built from a
+:class:`~scribe.Likelihood` with every registered parameterization: the likelihood
+declares its latents, the parameterization supplies the sites for them, and the
+mixture wrapper adds the component axis and the weights.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import jax.numpy as jnp
+import numpyro
+from numpyro.distributions import Distribution
+
+from scribe import plugins
+from scribe.families import validate_prior_args
+from scribe.likelihood import PROBABILITY
+from scribe.observation import CellCounts
+from scribe.parameterization import CELL, COMPONENT, GENE, SHARED, Site
+
+
+class Composition:
+    """The model, guide and variational posterior of a composed model type.
+
+    Parameters
+    ----------
+    model_config : ModelConfig
+        Its model type must have been built with ``ModelType.from_likelihood``.
+    """
+
+    def __init__(self, model_config):
+        spec = plugins.lookup_model_type(model_config.model_type)
+        if spec.likelihood is None:
+            raise ValueError(f"model type '{spec.name}' is not composed from a likelihood")
+        self.config = model_config
+        self.likelihood = spec.likelihood
+        self.mixture = spec.mixture
+        self.n_components = model_config.n_components
+        parameterization = plugins.lookup_parameterization(model_config.parameterization)
+        blocks = [parameterization.expression()]
+        for latent in self.likelihood.latents:
+            if latent.kind == PROBABILITY:
+                blocks.append(parameterization.probability(latent.name, latent.scope))
+            else:
+                blocks.append(parameterization.capture(latent.name))
+        if self.mixture:
+            blocks.append(parameterization.mixing())
+        self.blocks = tuple(blocks)
+        self.sites: dict[str, Site] = {}
+        for block in self.blocks:
+            for site in block.sites:
+                if site.name in self.sites:
+                    raise ValueError(f"site '{site.name}' is defined twice")
+                self.sites[site.name] = site
+        self.global_sites = tuple(s for s in self.sites.values() if s.scope != CELL)
+        self.cell_sites = tuple(s for s in self.sites.values() if s.scope == CELL)
+
+    # ---- shapes and priors -------------------------------------------------------------
+    def value_shape(self, site: Site, n_genes: int) -> tuple[int, ...]:
+        """Shape of a global site's value (cell sites live in the ``cells`` plate)."""
+        k = self.n_components
+        if site.scope == SHARED:
+            return (k,) if self.mixture and self.config.component_specific_params else ()
+        if site.scope == GENE:
+            return (k, n_genes) if self.mixture else (n_genes,)
+        if site.scope == COMPONENT:
+            return (k,)
+        raise ValueError(f"site '{site.name}' is per cell and has no global shape")
+
+    def prior_args(self, site: Site) -> tuple:
+        user = self.config.priors.get(site.name)
+        if user is None:
+            return site.family.default_prior
+        return validate_prior_args(site.family, user, site.name, self.n_components)
+
+    def _distribution(self, site: Site, args, shape: tuple[int, ...]) -> Distribution:
+        """``site``'s family with ``args`` broadcast to ``shape``, batch dims made event dims."""
+        fam = site.family
+        batch = shape[: len(shape) - fam.event_ndim]
+        args = [jnp.broadcast_to(jnp.asarray(a, jnp.float32), shape) for a in args]
+        return fam.make(*args).to_event(len(batch)) if batch else fam.make(*args)
+
+    def prior(self, site: Site, n_genes: int) -> Distribution:
+        return self._distribution(site, self.prior_args(site), self.value_shape(site, n_genes))
+
+    def canonical(self, values: dict) -> dict:
+        """Canonical parameters from sampled-site values (unbatched)."""
+        canonical = {}
+        for block in self.blocks:
+            canonical.update(block.to_canonical(values))
+        return canonical
+
+    # ---- model and guide ---------------------------------------------------------------
+    def model(self, n_cells: int, n_genes: int, counts=None, batch_size: int | None = None):
+        values = {site.name: numpyro.sample(site.name, self.prior(site, n_genes))
+                  for site in self.global_sites}
+        with numpyro.plate("cells", n_cells, subsample_size=batch_size) as idx:
+            for site in self.cell_sites:
+                args = [jnp.asarray(a, jnp.float32) for a in self.prior_args(site)]
+                values[site.name] = numpyro.sample(site.name, site.family.make(*args))
+            params = self.canonical(values)
+            if counts is not None and batch_size is not None:
+                counts = counts[idx]
+            numpyro.sample(
+                "counts",
+                CellCounts(self.likelihood, params, (idx.shape[0], n_genes), self.mixture),
+                obs=counts,
+            )
+
+    def _param_default(self, site: Site, shape: tuple[int, ...]) -> list:
+        # Overridden by data-informed values at SVI init; these only fix shapes.
+        return [jnp.zeros(shape) if c is numpyro.distributions.constraints.real
+                else jnp.full(shape, 2.0) for c in site.family.arg_constraints]
+
+    def guide(self, n_cells: int, n_genes: int, counts=None, batch_size: int | None = None):
+        for site in self.global_sites:
+            shape = self.value_shape(site, n_genes)
+            args = [numpyro.param(name, default, constraint=c) for name, default, c in zip(
+                site.param_names, self._param_default(site, shape), site.family.arg_constraints)]
+            numpyro.sample(site.name, self._distribution(site, args, shape))
+        cell_args = {
+            site.name: [numpyro.param(name, default, constraint=c) for name, default, c in zip(
+                site.param_names, self._param_default(site, (n_cells,)),
+                site.family.arg_constraints)]
+            for site in self.cell_sites
+        }
+        with numpyro.plate("cells", n_cells, subsample_size=batch_size) as idx:
+            for site in self.cell_sites:
+                args = cell_args[site.name]
+                if batch_size is not None:
+                    args = [a[idx] for a in args]
+                numpyro.sample(site.name, site.family.make(*args))
+
+    # ---- posterior ---------------------------------------------------------------------
+    def posterior_distributions(self, params: dict) -> dict[str, Distribution]:
+        """Variational distribution of every sampled site, batch-shaped like its value."""
+        return {site.name: site.family.make(*(jnp.asarray(params[n]) for n in site.param_names))
+                for site in self.sites.values()}
+
+    def initial_params(self, canonical_guess: dict) -> dict[str, jnp.ndarray]:
+        """Variational parameters centred on a guess of the canonical parameters."""
+        sampled = {}
+        for block in self.blocks:
+            sampled.update(block.from_canonical(canonical_guess))
+        params = {}
+        for site in self.sites.values():
+            value = jnp.asarray(sampled[site.name], jnp.float32)
+            for name, arg in zip(site.param_names, site.family.init_args(value)):
+                params[name] = jnp.asarray(arg, jnp.float32)
+        return params
+
+
+def validated_priors(model_config) -> dict[str, tuple]:
+    """Check ``model_config.priors`` against the composed sites; return all prior args.
+
+    Raises
+    ------
+    ValueError
+        A prior for a site the model does not have (naming the valid sites), or with
+        the wrong number of values or values outside their support.
+    """
+    composition = Composition(model_config)
+    valid = sorted(composition.sites)
+    for name in model_config.priors:
+        if name not in composition.sites:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(
+                f"prior given for '{name}', which model type '{model_config.model_type}' "
+                f"with parameterization '{model_config.parameterization}' does not have. "
+                f"Its sampled sites: {', '.join(valid)}{hint}"
+            )
+    return {name: composition.prior_args(site) for name, site in composition.sites.items()}
+
+

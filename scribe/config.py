@@ -1,0 +1,104 @@
+"""``ModelConfig``: a validated description of the model to fit."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import attrs
+
+from scribe import plugins
+
+
+def _freeze_priors(priors) -> types.MappingProxyType:
+    if priors is None:
+        return types.MappingProxyType({})
+    if not isinstance(priors, dict | types.MappingProxyType):
+        raise TypeError(f"priors must be a dict keyed by site name, got {type(priors).__name__}")
+    return types.MappingProxyType({str(k): tuple(v) if not isinstance(v, tuple) else v
+                                   for k, v in dict(priors).items()})
+
+
+@attrs.frozen
+class ModelConfig:
+    """Which model to fit, validated on construction.
+
+    Parameters
+    ----------
+    model_type : str
+        A registered model type (``scribe.available_model_types()``).
+    parameterization : str, default "standard"
+        A registered parameterization the model type supports.
+    n_components : int, optional
+        Number of mixture components; required (>= 2) for ``_mix`` types, forbidden
+        otherwise.
+    priors : dict, optional
+        Prior arguments keyed by sampled site name, e.g. ``{"p": (2, 2)}``.
+    component_specific_params : bool, default False
+        Mixtures only: give each component its own ``p`` (or ``phi``).
+
+    Raises
+    ------
+    ValueError
+        Unknown model type or parameterization (the message lists the valid names and
+        the closest match), a bad ``n_components``, or priors for unknown sites or with
+        values outside their support.
+    """
+
+    model_type: str
+    parameterization: str = "standard"
+    n_components: int | None = None
+    priors: types.MappingProxyType = attrs.field(default=None, converter=_freeze_priors)
+    component_specific_params: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        spec = plugins.lookup_model_type(self.model_type)
+        plugins.lookup_parameterization(self.parameterization)
+        if spec.parameterizations is not None and self.parameterization not in spec.parameterizations:
+            raise ValueError(
+                plugins.unknown_name_message(
+                    f"parameterization for model type '{self.model_type}'",
+                    self.parameterization, list(spec.parameterizations))
+            )
+        if spec.mixture:
+            if self.n_components is None:
+                raise ValueError(
+                    f"model type '{self.model_type}' is a mixture: pass n_components (>= 2)"
+                )
+            if isinstance(self.n_components, bool) or not isinstance(self.n_components, int) \
+                    or self.n_components < 2:
+                raise ValueError(
+                    f"n_components must be an integer >= 2, got {self.n_components!r}"
+                )
+        else:
+            if self.n_components is not None:
+                raise ValueError(
+                    f"n_components is only for mixture model types; '{self.model_type}' is "
+                    f"not one (use '{self.model_type}_mix')"
+                )
+            if self.component_specific_params:
+                raise ValueError("component_specific_params applies to mixture model types only")
+        if spec.likelihood is not None:
+            # Composed types know their sites: check prior names, sizes and supports now,
+            # before any fitting starts.
+            from scribe.compose import validated_priors
+
+            validated_priors(self)
+
+    @property
+    def is_mixture(self) -> bool:
+        return plugins.lookup_model_type(self.model_type).mixture
+
+    @property
+    def base_model_type(self) -> str:
+        return self.model_type.removesuffix("_mix")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form, for saving alongside results."""
+        return {
+            "model_type": self.model_type,
+            "parameterization": self.parameterization,
+            "n_components": self.n_components,
+            "priors": {k: list(v) for k, v in self.priors.items()},
+            "component_specific_params": self.component_specific_params,
+        }

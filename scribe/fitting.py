@@ -1,0 +1,88 @@
+"""``scribe.fit``: counts in, fitted posterior out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpyro.infer import TraceMeanField_ELBO
+from numpyro.optim import Adam
+
+from scribe.compose import validated_priors
+from scribe.config import ModelConfig
+from scribe.data import prepare_counts
+from scribe.plugins import lookup_model_type
+from scribe.svi.engine import SVIInferenceEngine
+from scribe.svi.factory import SVIResultsFactory
+from scribe.svi.results import ScribeSVIResults
+
+
+def fit(
+    data: Any,
+    model_type: str = "nbdm",
+    parameterization: str = "standard",
+    *,
+    n_components: int | None = None,
+    priors: dict | None = None,
+    n_steps: int = 100_000,
+    batch_size: int | None = None,
+    seed: int = 42,
+    layer: str | None = None,
+    cells_axis: int = 0,
+    optimizer=None,
+    loss=None,
+    stable_update: bool = True,
+    progress: bool = True,
+    component_specific_params: bool = False,
+) -> ScribeSVIResults:
+    """Fit a model to UMI counts by stochastic variational inference.
+
+    Parameters
+    ----------
+    data : AnnData, numpy.ndarray, jax.Array or scipy.sparse matrix/array
+        Raw counts, cells x genes (or genes x cells with ``cells_axis=1``).
+    model_type : str, default "nbdm"
+        A registered model type; ``_mix`` types are mixtures.
+    parameterization : str, default "standard"
+    n_components : int, optional
+        Required (>= 2) for mixtures.
+    priors : dict, optional
+        Prior arguments keyed by sampled site, e.g. ``{"p": (2, 2)}``.
+    n_steps : int, default 100_000
+    batch_size : int, optional
+        Cells per step (None: all cells).
+    seed : int, default 42
+    layer : str, optional
+        AnnData layer (None: ``.X``).
+    cells_axis : {0, 1}, default 0
+    optimizer : numpyro optimizer, default Adam(step_size=0.001)
+    loss : numpyro ELBO, default TraceMeanField_ELBO()
+    stable_update : bool, default True
+    progress : bool, default True
+    component_specific_params : bool, default False
+        Mixtures: one ``p`` (or ``phi``) per component.
+
+    Returns
+    -------
+    ScribeSVIResults
+    """
+    config = ModelConfig(model_type=model_type, parameterization=parameterization,
+                         n_components=n_components, priors=priors,
+                         component_specific_params=component_specific_params)
+    counts, adata = prepare_counts(data, layer=layer, cells_axis=cells_axis)
+    n_cells, n_genes = counts.shape
+    run = SVIInferenceEngine.run_inference(
+        config, counts, n_cells, n_genes,
+        optimizer=Adam(step_size=0.001) if optimizer is None else optimizer,
+        loss=TraceMeanField_ELBO() if loss is None else loss,
+        n_steps=n_steps, batch_size=batch_size, seed=seed,
+        stable_update=stable_update, progress=progress)
+    prior_params = (validated_priors(config) if lookup_model_type(model_type).likelihood
+                    else dict(config.priors))
+    if not np.all(np.isfinite(np.asarray(run.losses))):
+        import warnings
+
+        warnings.warn("some SVI steps had a non-finite loss; with stable_update they were "
+                      "skipped", RuntimeWarning, stacklevel=2)
+    return SVIResultsFactory.create_results(run, config, adata, counts, n_cells, n_genes,
+                                            config.model_type, config.n_components, prior_params)

@@ -1,0 +1,7 @@
+"""Stochastic variational inference: the engine, the results factory and the results."""
+
+from scribe.svi.engine import SVIInferenceEngine
+from scribe.svi.factory import SVIResultsFactory
+from scribe.svi.results import ScribeSVIResults
+
+__all__ = ["SVIInferenceEngine", "SVIResultsFactory", "ScribeSVIResults"]
