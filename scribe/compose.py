@@ -139,15 +139,25 @@ class Composition:
         return {site.name: site.family.make(*(jnp.asarray(params[n]) for n in site.param_names))
                 for site in self.sites.values()}
 
-    def initial_params(self, canonical_guess: dict) -> dict[str, jnp.ndarray]:
-        """Variational parameters centred on a guess of the canonical parameters."""
+    def initial_params(self, canonical_guess: dict, n_cells: int,
+                       n_genes: int) -> dict[str, jnp.ndarray]:
+        """Variational parameters centred on a guess of the canonical parameters.
+
+        Each factor's width matches the number of counts informing its site (all counts
+        for a shared site, a gene's cells, a cell's genes), within [50, 1e5]
+        pseudo-observations.
+        """
+        informing = {SHARED: n_cells * n_genes / 50, GENE: n_cells / 2, CELL: n_genes / 2,
+                     COMPONENT: n_cells}
         sampled = {}
         for block in self.blocks:
             sampled.update(block.from_canonical(canonical_guess))
         params = {}
         for site in self.sites.values():
             value = jnp.asarray(sampled[site.name], jnp.float32)
-            for name, arg in zip(site.param_names, site.family.init_args(value)):
+            concentration = min(max(informing[site.scope], 50.0), 1e5)
+            args = site.family.init_args(value, concentration)
+            for name, arg in zip(site.param_names, args, strict=True):
                 params[name] = jnp.asarray(arg, jnp.float32)
         return params
 

@@ -13,14 +13,25 @@ from collections.abc import Callable
 import attrs
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import Beta, Dirichlet, Distribution, LogNormal, Normal, constraints
+from numpyro.distributions import (
+    Beta,
+    Dirichlet,
+    Distribution,
+    ExpandedDistribution,
+    Independent,
+    LogNormal,
+    Normal,
+    constraints,
+)
 
 from scribe.distributions import BetaPrime
 
-# Concentration of initial Beta/BetaPrime/Dirichlet factors: narrow enough for low-variance
-# gradients, wide enough for Adam to move them; kept >= 2 per argument so modes are defined.
-_INIT_CONCENTRATION = 50.0
-_INIT_SCALE = 0.1
+# Initial variational factors are centred on a data-informed guess with a concentration
+# chosen by the caller from how many observations inform the site (see
+# ``Composition.initial_params``): a factor far wider than the posterior lets the
+# mean-field optimum slide along the p-r ridge, and Adam needs thousands of steps to
+# shrink it. Beta arguments stay >= 2 so that modes are defined from the start.
+_MAX_SCALE = 0.1
 
 
 @attrs.frozen
@@ -42,7 +53,8 @@ class Family:
     mean : callable
         ``mean(*args) -> array``.
     init_args : callable
-        ``init_args(value) -> tuple`` of variational arguments centred on ``value``.
+        ``init_args(value, concentration) -> tuple`` of variational arguments centred on
+        ``value``; ``concentration`` (pseudo-observations) sets their width.
     default_prior : tuple of float
         Prior arguments used when the user gives none.
     support : constraint
@@ -68,11 +80,11 @@ def _beta_mode(a, b):
     return jnp.where(interior, (a - 1) / jnp.where(interior, a + b - 2, 1.0), jnp.nan)
 
 
-def _beta_init(value):
+def _beta_init(value, concentration):
     value = jnp.clip(value, 1e-3, 1 - 1e-3)
     return (
-        jnp.maximum(value * _INIT_CONCENTRATION, 2.0),
-        jnp.maximum((1 - value) * _INIT_CONCENTRATION, 2.0),
+        jnp.maximum(value * concentration, 2.0),
+        jnp.maximum((1 - value) * concentration, 2.0),
     )
 
 
@@ -84,22 +96,27 @@ def _betaprime_mean(a, b):
     return BetaPrime(a, b).mean
 
 
-def _betaprime_init(value):
+def _betaprime_init(value, concentration):
     # phi / (1 + phi) ~ Beta(a, b): centre that Beta on the guessed value.
-    return _beta_init(value / (1 + value))
+    return _beta_init(value / (1 + value), concentration)
 
 
 def _lognormal_mode(loc, scale):
     return jnp.exp(loc - scale**2)
 
 
-def _lognormal_init(value):
+def _scale(concentration) -> float:
+    return min(_MAX_SCALE, 1.0 / float(concentration) ** 0.5)
+
+
+def _lognormal_init(value, concentration):
     loc = jnp.log(jnp.maximum(value, 1e-6))
-    return loc, jnp.full(jnp.shape(loc), _INIT_SCALE)
+    return loc, jnp.full(jnp.shape(loc), _scale(concentration))
 
 
-def _normal_init(value):
-    return jnp.asarray(value, dtype=jnp.float32), jnp.full(jnp.shape(value), _INIT_SCALE)
+def _normal_init(value, concentration):
+    value = jnp.asarray(value, dtype=jnp.float32)
+    return value, jnp.full(jnp.shape(value), _scale(concentration))
 
 
 def _dirichlet_mode(alpha):
@@ -109,10 +126,10 @@ def _dirichlet_mode(alpha):
     return jnp.where(interior, (alpha - 1) / jnp.where(interior, total - k, 1.0), jnp.nan)
 
 
-def _dirichlet_init(value):
+def _dirichlet_init(value, concentration):
     value = jnp.clip(value, 1e-3, None)
     value = value / jnp.sum(value, axis=-1, keepdims=True)
-    return (jnp.maximum(value * _INIT_CONCENTRATION * value.shape[-1], 2.0),)
+    return (jnp.maximum(value * concentration, 2.0),)
 
 
 BETA = Family(
@@ -186,7 +203,8 @@ def family_of(distribution: Distribution) -> tuple[Family, tuple] | None:
     posterior distributions need no extra description.
     """
     base = distribution
-    while hasattr(base, "base_dist"):
+    # Unwrap batch reshaping only: LogNormal is itself a transformed Normal.
+    while isinstance(base, Independent | ExpandedDistribution):
         base = base.base_dist
     if isinstance(base, BetaPrime):
         return BETA_PRIME, (base.concentration1, base.concentration0)

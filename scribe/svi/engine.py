@@ -46,7 +46,7 @@ def initial_params(model_config: ModelConfig, counts: np.ndarray, seed: int) -> 
     composition = Composition(model_config)
     guess = initial_canonical(counts, spec.likelihood, model_config.n_components,
                               model_config.component_specific_params, seed)
-    return composition.initial_params(guess)
+    return composition.initial_params(guess, *counts.shape)
 
 
 def _check_batch_size(batch_size, n_cells: int) -> int | None:
