@@ -79,7 +79,11 @@ class Composition:
         """``site``'s family with ``args`` broadcast to ``shape``, batch dims made event dims."""
         fam = site.family
         batch = shape[: len(shape) - fam.event_ndim]
-        args = [jnp.broadcast_to(jnp.asarray(a, jnp.float32), shape) for a in args]
+        if fam.event_ndim:
+            # A vector-valued family (Dirichlet) takes all values as one argument.
+            args = [jnp.broadcast_to(jnp.ravel(jnp.asarray(args, jnp.float32)), shape)]
+        else:
+            args = [jnp.broadcast_to(jnp.asarray(a, jnp.float32), shape) for a in args]
         return fam.make(*args).to_event(len(batch)) if batch else fam.make(*args)
 
     def prior(self, site: Site, n_genes: int) -> Distribution:
@@ -98,8 +102,8 @@ class Composition:
                   for site in self.global_sites}
         with numpyro.plate("cells", n_cells, subsample_size=batch_size) as idx:
             for site in self.cell_sites:
-                args = [jnp.asarray(a, jnp.float32) for a in self.prior_args(site)]
-                values[site.name] = numpyro.sample(site.name, site.family.make(*args))
+                values[site.name] = numpyro.sample(
+                    site.name, self._distribution(site, self.prior_args(site), ()))
             params = self.canonical(values)
             if counts is not None and batch_size is not None:
                 counts = counts[idx]

@@ -6,6 +6,7 @@ import types
 from typing import Any
 
 import attrs
+import numpy as np
 
 from scribe import plugins
 
@@ -15,8 +16,13 @@ def _freeze_priors(priors) -> types.MappingProxyType:
         return types.MappingProxyType({})
     if not isinstance(priors, dict | types.MappingProxyType):
         raise TypeError(f"priors must be a dict keyed by site name, got {type(priors).__name__}")
-    return types.MappingProxyType({str(k): tuple(v) if not isinstance(v, tuple) else v
-                                   for k, v in dict(priors).items()})
+    frozen = {}
+    for name, values in dict(priors).items():
+        if isinstance(values, str) or not hasattr(values, "__iter__"):
+            raise ValueError(f"prior for '{name}' must be a sequence of the family's "
+                             f"arguments, e.g. (1.0, 1.0), got {values!r}")
+        frozen[str(name)] = tuple(values)
+    return types.MappingProxyType(frozen)
 
 
 @attrs.frozen
@@ -47,14 +53,16 @@ class ModelConfig:
 
     model_type: str
     parameterization: str = "standard"
-    n_components: int | None = None
+    n_components: int | None = attrs.field(
+        default=None, converter=lambda v: int(v) if isinstance(v, np.integer) else v)
     priors: types.MappingProxyType = attrs.field(default=None, converter=_freeze_priors)
     component_specific_params: bool = False
 
     def __attrs_post_init__(self) -> None:
         spec = plugins.lookup_model_type(self.model_type)
         plugins.lookup_parameterization(self.parameterization)
-        if spec.parameterizations is not None and self.parameterization not in spec.parameterizations:
+        supported = spec.parameterizations
+        if supported is not None and self.parameterization not in supported:
             raise ValueError(
                 plugins.unknown_name_message(
                     f"parameterization for model type '{self.model_type}'",
@@ -65,8 +73,8 @@ class ModelConfig:
                 raise ValueError(
                     f"model type '{self.model_type}' is a mixture: pass n_components (>= 2)"
                 )
-            if isinstance(self.n_components, bool) or not isinstance(self.n_components, int) \
-                    or self.n_components < 2:
+            if isinstance(self.n_components, bool) \
+                    or not isinstance(self.n_components, int | np.integer) or self.n_components < 2:
                 raise ValueError(
                     f"n_components must be an integer >= 2, got {self.n_components!r}"
                 )

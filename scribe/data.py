@@ -55,7 +55,8 @@ def _first_bad(matrix, mask_fn) -> tuple[int, int] | None:
 
 def _check_values(matrix, cells_axis: int) -> None:
     values = matrix.data if sp.issparse(matrix) else matrix
-    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
+    dtype = values.dtype
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
         raise CountsError(f"counts must be real numbers, got dtype {values.dtype}")
     checks = (
         ("NaN or infinite", lambda v: ~np.isfinite(v)),
@@ -99,14 +100,14 @@ def prepare_counts(
     CountsError
         Wrong dimensionality, empty, non-numeric, NaN/inf, negative or non-integer.
     """
-    if cells_axis not in (0, 1):
+    if isinstance(cells_axis, bool) or cells_axis not in (0, 1):
         raise CountsError(f"cells_axis must be 0 (cells are rows) or 1, got {cells_axis!r}")
     adata = data if _is_anndata(data) else None
     if adata is not None and cells_axis != 0:
         raise CountsError("AnnData stores cells as rows: cells_axis must be 0")
     matrix = _select_matrix(data, layer)
     if sp.issparse(matrix):
-        matrix = sp.csr_matrix(matrix)  # a copy: never sort or cast the caller's matrix
+        matrix = sp.csr_matrix(matrix, copy=True)  # never sort or cast the caller's matrix
     else:
         matrix = np.asarray(matrix)
         if matrix.dtype == object:

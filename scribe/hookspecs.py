@@ -37,4 +37,4 @@ def scribe_guide(model_config):
 
 @hookspec(firstresult=True)
 def scribe_posterior_distributions(model_config, params):
-    """Return ``{sampled site: numpyro Distribution}`` built from variational ``params``, or None."""
+    """Return ``{sampled site: numpyro Distribution}`` from variational ``params``, or None."""

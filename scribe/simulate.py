@@ -86,3 +86,58 @@ def simulate_counts(
         counts = np.where(rng.random((n_cells, n_genes)) < gate_cells, 0, counts)
         truth["gate"] = gate
     return counts.astype(np.int64), truth
+
+
+def _best_permutation(true_labels: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Permutation ``perm`` maximising agreement of ``perm[labels]`` with ``true_labels``."""
+    import itertools
+
+    confusion = np.zeros((k, k))
+    np.add.at(confusion, (labels, true_labels), 1)
+    best = max(itertools.permutations(range(k)),
+               key=lambda perm: confusion[np.arange(k), list(perm)].sum())
+    return np.array(best)
+
+
+def recovery_errors(results, counts: np.ndarray, truth: dict) -> dict[str, float]:
+    """How well a fit recovered simulated parameters.
+
+    Returns
+    -------
+    dict
+        ``r_error`` (median relative error of ``r``), ``p_error`` (``|p - p_true|``,
+        models without capture), ``p_hat_error`` (median relative error per cell, capture
+        models), ``gate_error`` (median absolute error), and for mixtures
+        ``assignment_accuracy`` (MAP assignment after matching component labels).
+    """
+    import jax.numpy as jnp
+
+    from scribe import plugins
+
+    estimate = {k: np.asarray(v) for k, v in results.get_map(use_mean=True, verbose=False).items()}
+    config = results.model_config
+    errors: dict[str, float] = {}
+    r_hat, gate_hat, p_hat_map = estimate["r"], estimate.get("gate"), estimate.get("p")
+    if config.is_mixture:
+        k = config.n_components
+        log_prob = plugins.lookup_model_type(config.model_type).log_prob
+        per_component = np.asarray(log_prob(jnp.asarray(counts, jnp.float32),
+                                            {n: jnp.asarray(v) for n, v in estimate.items()}))
+        scores = per_component.sum(axis=1) + np.log(estimate["mixing_weights"])
+        labels = scores.argmax(axis=1)
+        perm = _best_permutation(truth["assignment"], labels, k)
+        errors["assignment_accuracy"] = float(np.mean(perm[labels] == truth["assignment"]))
+        # Put estimated components in the order of the true ones.
+        order = np.argsort(perm)
+        r_hat = r_hat[order]
+        gate_hat = None if gate_hat is None else gate_hat[order]
+        if np.ndim(p_hat_map) == 1:
+            p_hat_map = p_hat_map[order]
+    errors["r_error"] = float(np.median(np.abs(r_hat / truth["r"] - 1)))
+    if "p_hat" in truth:
+        errors["p_hat_error"] = float(np.median(np.abs(estimate["p_hat"] / truth["p_hat"] - 1)))
+    else:
+        errors["p_error"] = float(np.max(np.abs(p_hat_map - truth["p"])))
+    if "gate" in truth:
+        errors["gate_error"] = float(np.median(np.abs(gate_hat - truth["gate"])))
+    return errors

@@ -65,11 +65,14 @@ class NegativeBinomial(scribe.Likelihood):
         return dist
 
     def log_prob(self, counts, params):
-        log_nb = nb_log_prob(counts, params["r"], self.success_prob(params))
+        r, p = params["r"], self.success_prob(params)
+        log_nb = nb_log_prob(counts, r, p)
         if not self.zero_inflated:
             return log_nb
         gate = params["gate"]
-        log_zero = jnp.logaddexp(jnp.log(gate), jnp.log1p(-gate) + log_nb)
+        # P(0) depends on parameters only: evaluate it at their shape ((G,) without
+        # capture) rather than once per count.
+        log_zero = jnp.logaddexp(jnp.log(gate), jnp.log1p(-gate) + r * jnp.log1p(-p))
         return jnp.where(counts == 0, log_zero, jnp.log1p(-gate) + log_nb)
 
     def derived(self, params: dict) -> dict:
@@ -85,11 +88,12 @@ class NegativeBinomial(scribe.Likelihood):
 LIKELIHOODS = (
     NegativeBinomial("nbdm", "negative binomial-Dirichlet multinomial", False, False),
     NegativeBinomial("zinb", "zero-inflated negative binomial", True, False),
-    NegativeBinomial("nbvcp", "negative binomial with variable capture probability", False, True),
-    NegativeBinomial("zinbvcp", "zero-inflated negative binomial with variable capture", True, True),
+    NegativeBinomial("nbvcp", "negative binomial with variable capture", False, True),
+    NegativeBinomial("zinbvcp", "zero-inflated NB with variable capture", True, True),
 )
 
 
 @scribe.hookimpl
 def scribe_model_types():
-    return [spec for likelihood in LIKELIHOODS for spec in scribe.ModelType.from_likelihood(likelihood)]
+    return [spec for likelihood in LIKELIHOODS
+            for spec in scribe.ModelType.from_likelihood(likelihood)]

@@ -201,7 +201,8 @@ class ScribeSVIResults:
         def one_draw(args):
             key, values = args
             conditioned = handlers.substitute(handlers.seed(model, key), data=values)
-            return handlers.trace(conditioned).get_trace(self.n_cells, self.n_genes)["counts"]["value"]
+            trace = handlers.trace(conditioned).get_trace(self.n_cells, self.n_genes)
+            return trace["counts"]["value"]
 
         keys = jax.random.split(rng_key, n_draws)
         return jax.lax.map(one_draw, (keys, sampled), batch_size=batch_size)
