@@ -65,9 +65,13 @@ def _fixed_latents():
     }
 
 
+N_KEYS = 2000
+
+
 @functools.cache
-def _batched_log_joint():
-    """jit(vmap(key -> (subsample indices, log joint with batch_size=B)))."""
+def _log_joints():
+    """Subsample indices ``(N_KEYS, B)`` and log joints ``(N_KEYS,)`` with batch_size=B, one
+    per seed of the plate's subsample, and the full-data log joint; all latents fixed."""
     config = scribe.ModelConfig("nbvcp_mix", "unconstrained", n_components=K)
     model, _ = resolve_model_and_guide(config)
     latents = _fixed_latents()
@@ -87,52 +91,53 @@ def _batched_log_joint():
         log_joint, _ = log_density(fixed, (C, G), {"counts": counts, "batch_size": B}, {})
         return idx, log_joint
 
-    return jax.jit(jax.vmap(one))
+    @jax.jit
+    def run(keys):
+        idx, log_joint = jax.vmap(one)(keys)
+        full, _ = log_density(numpyro.handlers.substitute(model, data=latents), (C, G),
+                              {"counts": counts, "batch_size": None}, {})
+        return idx, log_joint, full
 
-
-def _full_log_joint():
-    config = scribe.ModelConfig("nbvcp_mix", "unconstrained", n_components=K)
-    model, _ = resolve_model_and_guide(config)
-    counts = jnp.asarray(_counts(), jnp.float32)
-    log_joint, _ = log_density(numpyro.handlers.substitute(model, data=_fixed_latents()),
-                               (C, G), {"counts": counts, "batch_size": None}, {})
-    return float(log_joint)
+    idx, log_joint, full = run(jax.random.split(jax.random.PRNGKey(0), N_KEYS))
+    return np.asarray(idx), np.asarray(log_joint, np.float64), float(full)
 
 
 def test_full_log_joint_matches_scipy():
     latents = _fixed_latents()
     want = _global_prior_reference(latents) + _cell_terms_reference(latents, _counts()).sum()
-    np.testing.assert_allclose(_full_log_joint(), want, rtol=1e-5)
+    np.testing.assert_allclose(_log_joints()[2], want, rtol=1e-5)
 
 
 def test_minibatch_log_joint_is_scaled_subsample_exactly():
     """Each seed: prior terms + (C/B) * sum of the subsampled cells' terms."""
-    keys = jax.random.split(jax.random.PRNGKey(0), 40)
-    idx, log_joint = (np.asarray(a) for a in _batched_log_joint()(keys))
+    idx, log_joint, _ = _log_joints()
     latents = _fixed_latents()
     cell_terms = _cell_terms_reference(latents, _counts())
     prior = _global_prior_reference(latents)
-    assert idx.shape == (40, B)
-    for i in range(len(keys)):
+    assert idx.shape == (N_KEYS, B)
+    for i in range(50):
         assert len(set(idx[i].tolist())) == B and idx[i].min() >= 0 and idx[i].max() < C
         want = prior + C / B * cell_terms[idx[i]].sum()
         np.testing.assert_allclose(log_joint[i], want, rtol=1e-5, err_msg=f"seed {i}")
-    # Different seeds draw different subsamples.
-    assert len({tuple(sorted(row)) for row in idx.tolist()}) > 30
+    # Different seeds draw different subsamples, covering every cell about equally often.
+    assert len({tuple(sorted(row)) for row in idx[:50].tolist()}) > 45
+    visits = np.bincount(idx.ravel(), minlength=C)
+    expected = N_KEYS * B / C
+    assert np.all(np.abs(visits - expected) < 6 * np.sqrt(expected))
 
 
 def test_minibatch_log_joint_is_unbiased():
-    keys = jax.random.split(jax.random.PRNGKey(1), 2000)
-    _, log_joint = _batched_log_joint()(keys)
-    log_joint = np.asarray(log_joint, np.float64)
-    full = _full_log_joint()
+    _, log_joint, full = _log_joints()
     se = log_joint.std() / np.sqrt(len(log_joint))
     assert se > 0  # subsampling does add noise
     assert abs(log_joint.mean() - full) < 5 * se, (log_joint.mean(), full, se)
 
 
 # ---- (b) the ELBO with and without mini-batches ---------------------------------------------
-def _elbo_losses(config, batch_size, n_keys, seed):
+def test_minibatch_elbo_is_unbiased():
+    """TraceMeanField_ELBO of the scribe model/guide: the mean over keys with batch_size=B
+    equals the full-data mean within Monte Carlo error."""
+    config = scribe.ModelConfig("nbvcp", "unconstrained")
     model, guide = resolve_model_and_guide(config)
     counts_np = _counts()
     params = initial_params(config, counts_np, seed=0)
@@ -141,19 +146,16 @@ def _elbo_losses(config, batch_size, n_keys, seed):
 
     @jax.jit
     def losses(keys):
-        return jax.vmap(lambda k: elbo.loss(k, params, model, guide, C, G, counts=counts,
-                                            batch_size=batch_size))(keys)
+        def both(key):
+            full = elbo.loss(key, params, model, guide, C, G, counts=counts, batch_size=None)
+            batched = elbo.loss(key, params, model, guide, C, G, counts=counts, batch_size=B)
+            return full, batched
+        return jax.vmap(both)(keys)
 
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_keys)
-    return np.asarray(losses(keys), np.float64)
-
-
-def test_minibatch_elbo_is_unbiased():
-    config = scribe.ModelConfig("nbvcp_mix", "unconstrained", n_components=K)
-    full = _elbo_losses(config, None, 500, seed=2)
-    batched = _elbo_losses(config, B, 2000, seed=3)
+    full, batched = (np.asarray(x, np.float64)
+                     for x in losses(jax.random.split(jax.random.PRNGKey(2), 2000)))
     assert np.all(np.isfinite(full)) and np.all(np.isfinite(batched))
-    se = np.hypot(full.std() / np.sqrt(len(full)), batched.std() / np.sqrt(len(batched)))
+    se = np.hypot(full.std(), batched.std()) / np.sqrt(len(full))
     assert batched.std() > full.std()  # the subsample adds variance ...
     assert abs(batched.mean() - full.mean()) < 5 * se, (batched.mean(), full.mean(), se)
 

@@ -7,7 +7,7 @@ the four model types are the four combinations.
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax.scipy.special import gammaln, xlogy
+from jax.scipy.special import gammaln
 from numpyro.distributions import NegativeBinomialProbs, ZeroInflatedDistribution
 
 import scribe
@@ -25,8 +25,10 @@ def captured_success_prob(p: jnp.ndarray, p_capture: jnp.ndarray) -> jnp.ndarray
 
 def nb_log_prob(counts, r, p):
     """``log NB(x | r, p)`` with NumPyro's convention (mean ``r p / (1 - p)``)."""
+    # log p and log(1 - p) at the parameters' shape, broadcast afterwards; p is in (0, 1),
+    # so counts * log p needs no xlogy guard.
     return (gammaln(counts + r) - gammaln(r) - gammaln(counts + 1.0)
-            + r * jnp.log1p(-p) + xlogy(counts, p))
+            + r * jnp.log1p(-p) + counts * jnp.log(p))
 
 
 class NegativeBinomial(scribe.Likelihood):

@@ -32,6 +32,9 @@ class SVIResultsFactory:
         if tuple(count_data.shape) != (n_cells, n_genes):
             raise ValueError(f"count_data has shape {tuple(count_data.shape)}, expected "
                              f"({n_cells}, {n_genes})")
+        if model_type != model_config.model_type:
+            raise ValueError(f"model_type '{model_type}' does not match the model "
+                             f"configuration's '{model_config.model_type}'")
         common = dict(params=dict(svi_results.params), loss_history=svi_results.losses,
                       model_config=model_config, prior_params=dict(prior_params),
                       n_components=n_components)

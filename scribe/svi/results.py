@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import warnings
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ class ScribeSVIResults:
             params=params, loss_history=loss_history, n_cells=adata.n_obs,
             n_genes=adata.n_vars, model_type=model_config.model_type,
             model_config=model_config, obs=adata.obs.copy(), var=adata.var.copy(),
-            uns=dict(adata.uns), n_obs=adata.n_obs, n_vars=adata.n_vars, **kwargs)
+            uns=copy.deepcopy(dict(adata.uns)), n_obs=adata.n_obs, n_vars=adata.n_vars, **kwargs)
 
     # ---- distributions and point estimates -------------------------------------------
     def get_distributions(self, backend: str = "numpyro", split: bool = False) -> dict[str, Any]:
@@ -240,6 +241,9 @@ class ScribeSVIResults:
     # ---- subsetting -----------------------------------------------------------------------
     def _gene_indices(self, index) -> np.ndarray:
         positions = np.arange(self.n_genes)
+        if not isinstance(index, bool | slice | list) and np.ndim(index) == 0 \
+                and np.issubdtype(np.asarray(index).dtype, np.integer):
+            index = int(index)
         if isinstance(index, int | np.integer) and not isinstance(index, bool):
             if not -self.n_genes <= index < self.n_genes:
                 raise IndexError(f"gene index {index} out of range for {self.n_genes} genes")
@@ -247,6 +251,8 @@ class ScribeSVIResults:
         if isinstance(index, slice):
             return positions[index]
         array = np.asarray(index)
+        if isinstance(index, list) and not index:
+            array = np.zeros(0, dtype=int)
         if array.dtype == bool:
             if array.shape != (self.n_genes,):
                 raise IndexError(f"boolean gene mask has shape {array.shape}, expected "
