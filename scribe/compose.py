@@ -30,7 +30,7 @@ class Composition:
         Its model type must have been built with ``ModelType.from_likelihood``.
     """
 
-    def __init__(self, model_config):
+    def __init__(self, model_config, check_priors: bool = True):
         spec = plugins.lookup_model_type(model_config.model_type)
         if spec.likelihood is None:
             raise ValueError(f"model type '{spec.name}' is not composed from a likelihood")
@@ -54,6 +54,14 @@ class Composition:
                 if site.name in self.sites:
                     raise ValueError(f"site '{site.name}' is defined twice")
                 self.sites[site.name] = site
+        # Validated once here: the model runs under jit, where checks cannot branch.
+        user_priors = model_config.priors if check_priors else {}
+        self.prior_params = {
+            name: (site.family.default_prior if name not in user_priors
+                   else validate_prior_args(site.family, model_config.priors[name], name,
+                                            self.n_components))
+            for name, site in self.sites.items()
+        }
         self.global_sites = tuple(s for s in self.sites.values() if s.scope != CELL)
         self.cell_sites = tuple(s for s in self.sites.values() if s.scope == CELL)
 
@@ -70,10 +78,8 @@ class Composition:
         raise ValueError(f"site '{site.name}' is per cell and has no global shape")
 
     def prior_args(self, site: Site) -> tuple:
-        user = self.config.priors.get(site.name)
-        if user is None:
-            return site.family.default_prior
-        return validate_prior_args(site.family, user, site.name, self.n_components)
+        """Prior arguments of ``site``: the user's (validated) or the family default."""
+        return self.prior_params[site.name]
 
     def _distribution(self, site: Site, args, shape: tuple[int, ...]) -> Distribution:
         """``site``'s family with ``args`` broadcast to ``shape``, batch dims made event dims."""
@@ -175,7 +181,7 @@ def validated_priors(model_config) -> dict[str, tuple]:
         A prior for a site the model does not have (naming the valid sites), or with
         the wrong number of values or values outside their support.
     """
-    composition = Composition(model_config)
+    composition = Composition(model_config, check_priors=False)
     valid = sorted(composition.sites)
     for name in model_config.priors:
         if name not in composition.sites:
@@ -186,6 +192,6 @@ def validated_priors(model_config) -> dict[str, tuple]:
                 f"with parameterization '{model_config.parameterization}' does not have. "
                 f"Its sampled sites: {', '.join(valid)}{hint}"
             )
-    return {name: composition.prior_args(site) for name, site in composition.sites.items()}
+    return Composition(model_config).prior_params
 
 

@@ -245,7 +245,7 @@ def validate_prior_args(family: Family, args, site: str, n_components: int | Non
             f"({names}), got {len(values)}"
         )
     for name, constraint, value in zip(family.arg_names, family.arg_constraints, values):
-        if not np.isfinite(value) or not bool(constraint(jnp.asarray(value))):
+        if not np.isfinite(value) or not bool(constraint(np.asarray(value))):
             raise ValueError(
                 f"prior for '{site}' ({family.name}): {name}={float(value)} is outside "
                 f"its support ({'positive' if constraint is constraints.positive else 'real'})"

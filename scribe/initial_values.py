@@ -18,19 +18,30 @@ _P_RANGE = (0.02, 0.98)
 _R_FLOOR = 1e-3
 
 
-def _moments(counts: np.ndarray, size_factors: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Shared ``p``, per-gene ``r`` and per-gene NB zero probability from normalised counts."""
-    normalised = counts / size_factors[:, None]
-    mean = normalised.mean(axis=0)
-    var = normalised.var(axis=0)
-    expressed = (mean > 0.05) & (var > mean)
-    if expressed.sum() >= 3:
-        p = float(np.median(1.0 - mean[expressed] / var[expressed]))
-    else:
-        p = 0.5
-    p = float(np.clip(p, *_P_RANGE))
-    r = np.maximum(mean * (1 - p) / p, _R_FLOOR)
-    return p, r, (1 - p) ** r
+def _ratio_estimates(counts: np.ndarray, zero_inflated: bool) -> np.ndarray:
+    """Per-gene estimates of ``p`` for expressed, over-dispersed genes.
+
+    NB: ``var/mean = 1/(1-p)``. Zero inflation adds variance, so zero-inflated
+    likelihoods use factorial moments ``F_k = E[x (x-1) ... (x-k+1)]`` instead: the gate
+    scales every ``F_k`` alike, and ``F3/F2 - F2/F1 = p/(1-p)`` exactly.
+    """
+    f1 = counts.mean(axis=0)
+    if zero_inflated:
+        f2 = (counts * (counts - 1)).mean(axis=0)
+        f3 = (counts * (counts - 1) * (counts - 2)).mean(axis=0)
+        usable = (f1 > 0.05) & (f2 > 0)
+        odds = f3[usable] / f2[usable] - f2[usable] / f1[usable]
+        odds = odds[odds > 0]
+        return odds / (1 + odds)
+    var = counts.var(axis=0)
+    expressed = (f1 > 0.05) & (var > f1)
+    return 1.0 - f1[expressed] / var[expressed]
+
+
+def _pooled_p(estimates: list[np.ndarray]) -> float:
+    pooled = np.concatenate(estimates) if estimates else np.zeros(0)
+    p = float(np.median(pooled)) if pooled.size >= 3 else 0.5
+    return float(np.clip(p, *_P_RANGE))
 
 
 def _zero_excess(counts: np.ndarray, nb_zero: np.ndarray) -> np.ndarray:
@@ -90,8 +101,6 @@ def initial_canonical(
     kinds = {lat.name: lat.kind for lat in likelihood.latents}
     has_capture = CAPTURE in kinds.values()
     library = counts.sum(axis=1)
-    mean_library = max(library.mean(), 1e-12)
-    size_factors = np.maximum(library / mean_library, 1e-2) if has_capture else np.ones(len(counts))
 
     if n_components is None:
         groups = [np.arange(len(counts))]
@@ -101,16 +110,22 @@ def initial_canonical(
         groups = [np.flatnonzero(labels == k) for k in range(n_components)]
         groups = [g if g.size else np.arange(len(counts)) for g in groups]
 
-    pooled_p = _moments(counts, size_factors)[0]
+    # Moments within groups: between-component differences would inflate the variance.
+    # Capture models divide by library-size factors relative to the group's mean library.
+    size_factors = np.ones(len(counts))
+    if has_capture:
+        for members in groups:
+            size_factors[members] = library[members] / max(library[members].mean(), 1e-12)
+        size_factors = np.maximum(size_factors, 1e-2)
+    normalised = counts / size_factors[:, None]
+    zero_inflated = PROBABILITY in kinds.values()
+    per_group = [_ratio_estimates(normalised[members], zero_inflated) for members in groups]
+    pooled_p = _pooled_p(per_group)
     ps, rs, gates = [], [], []
-    for members in groups:
-        p, r, nb_zero = _moments(counts[members], size_factors[members])
-        if not component_specific:
-            p = pooled_p
-            r = np.maximum(counts[members].mean(axis=0) / size_factors[members].mean()
-                           * (1 - p) / p, _R_FLOOR)
-            nb_zero = (1 - p) ** r
-        gate = _zero_excess(counts[members], nb_zero)
+    for members, estimates in zip(groups, per_group, strict=True):
+        p = _pooled_p([estimates]) if component_specific else pooled_p
+        r = np.maximum(normalised[members].mean(axis=0) * (1 - p) / p, _R_FLOOR)
+        gate = _zero_excess(counts[members], (1 - p) ** r)
         ps.append(p)
         rs.append(r / (1 - gate) if PROBABILITY in kinds.values() else r)
         gates.append(gate)
@@ -131,13 +146,15 @@ def initial_canonical(
         if kind == PROBABILITY:
             guess[name] = gene_latent
         elif kind == CAPTURE:
-            # Odds of p_hat scale with library size. p and capture are not separately
-            # identifiable: put p's odds above every cell's so that all captures are < 1.
+            # Odds of p_hat scale with library size: odds(p_hat_c) = nu_c * odds(p). Only
+            # p_hat is identified; along the p-nu ridge, start where the median cell has
+            # nu = 1/2, the centre of the Beta(1, 1) prior, which is close to where the
+            # ELBO settles (anchoring on the largest library starts far up the ridge).
             odds_p = np.max(guess["p"]) / (1 - np.max(guess["p"]))
             cell_odds = odds_p * size_factors
-            model_odds = cell_odds.max() / 0.9
+            model_odds = np.median(cell_odds) / 0.5
             guess["p"] = _odds_to_prob(_prob_to_odds(guess["p"]) * model_odds / odds_p)
-            guess[name] = np.clip(cell_odds / model_odds, 1e-3, 0.999)
+            guess[name] = np.clip(cell_odds / model_odds, 1e-3, 0.98)
     return guess
 
 

@@ -6,6 +6,8 @@ that the library sees, so only the library's own arithmetic is under test.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,59 +87,49 @@ def _jax(params):
     return {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
 
 
-def _log_prob(name, counts, params):
-    """The likelihood's elementwise log_prob, compiled (cheaper than op-by-op on CPU)."""
-    return np.asarray(jax.jit(_likelihood(name).log_prob)(jnp.asarray(counts, jnp.float32),
-                                                           _jax(params)), np.float64)
-
-
-@pytest.mark.parametrize("per_cell", [False, True], ids=["shared", "per_cell"])
-@pytest.mark.parametrize("name", NAMES)
-def test_log_prob_matches_scipy(name, per_cell):
+@functools.cache
+def _case(name, per_cell):
+    """Parameters, counts and the library's three views of the law, compiled once:
+    ``log_prob`` (C, G), ``total_log_prob`` and ``distribution(params).log_prob``."""
     rng = np.random.default_rng(100 + 2 * NAMES.index(name) + int(per_cell))
     params = _params(name, rng, per_cell=per_cell)
     counts = _counts(rng, params, name)
-    got = _log_prob(name, counts, params)
+    lik = _likelihood(name)
+
+    @jax.jit
+    def views(x, pr):
+        return lik.log_prob(x, pr), lik.total_log_prob(x, pr), lik.distribution(pr).log_prob(x)
+
+    out = views(jnp.asarray(counts, jnp.float32), _jax(params))
+    return params, counts, *(np.asarray(o, np.float64) for o in out)
+
+
+CASES = [(name, per_cell) for name in NAMES for per_cell in (False, True)]
+CASE_IDS = [f"{name}-{'per_cell' if per_cell else 'shared'}" for name, per_cell in CASES]
+
+
+@pytest.mark.parametrize("name,per_cell", CASES, ids=CASE_IDS)
+def test_log_prob_matches_scipy(name, per_cell):
+    params, counts, got, _, _ = _case(name, per_cell)
     want = _reference_log_prob(name, counts, params)
     assert got.shape == (N_CELLS, N_GENES)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_total_log_prob_is_sum(name):
-    rng = np.random.default_rng(11)
-    params = _params(name, rng, per_cell=False)
-    counts = _counts(rng, params, name)
-    total = jax.jit(_likelihood(name).total_log_prob)
-    got = float(total(jnp.asarray(counts, jnp.float32), _jax(params)))
-    want = _reference_log_prob(name, counts, params).sum()
-    np.testing.assert_allclose(got, want, rtol=1e-5)
+@pytest.mark.parametrize("name,per_cell", CASES, ids=CASE_IDS)
+def test_total_log_prob_is_sum(name, per_cell):
+    params, counts, _, total, _ = _case(name, per_cell)
+    np.testing.assert_allclose(total, _reference_log_prob(name, counts, params).sum(),
+                               rtol=1e-5)
 
 
-def test_log_prob_normalises_over_support():
-    """exp(log_prob) sums to one over x = 0..large for each (cell, gene)."""
-    rng = np.random.default_rng(5)
-    for name in NAMES:
-        params = _params(name, rng, per_cell=False)
-        params = {k: (v[:4] if k == "p_capture" else v) for k, v in params.items()}
-        xs = jnp.arange(0, 400, dtype=jnp.float32)[:, None, None]
-        # log_prob takes (C, G) counts; evaluate x by x along a leading axis via vmap.
-        lp = jax.jit(jax.vmap(lambda x, pr: _likelihood(name).log_prob(
-            jnp.broadcast_to(x, (4, N_GENES)), pr), in_axes=(0, None)))(xs, _jax(params))
-        total = np.exp(np.asarray(lp, np.float64)).sum(axis=0)
-        np.testing.assert_allclose(total, 1.0, atol=1e-4, err_msg=name)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_distribution_log_prob_agrees(name):
-    rng = np.random.default_rng(23)
-    for per_cell in (False, True):
-        params = _params(name, rng, per_cell=per_cell)
-        counts = jnp.asarray(_counts(rng, params, name), jnp.float32)
-        lik = _likelihood(name)
-        dist_lp = jax.jit(lambda x, pr: lik.distribution(pr).log_prob(x))(counts, _jax(params))
-        np.testing.assert_allclose(np.asarray(dist_lp), _log_prob(name, counts, params),
-                                   rtol=1e-5, atol=2e-5)
+@pytest.mark.parametrize("name,per_cell", CASES, ids=CASE_IDS)
+def test_distribution_log_prob_agrees(name, per_cell):
+    params, counts, elementwise, _, dist_lp = _case(name, per_cell)
+    assert dist_lp.shape == (N_CELLS, N_GENES)
+    np.testing.assert_allclose(dist_lp, elementwise, rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(dist_lp, _reference_log_prob(name, counts, params), rtol=1e-5,
+                               atol=2e-5)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -216,7 +208,8 @@ def test_derived_empty_without_capture(name):
 def test_derived_p_hat_scalar_p(name):
     rng = np.random.default_rng(1)
     p, nu = _f32(0.55), _f32(rng.uniform(0.05, 0.95, N_CELLS))
-    out = _likelihood(name).derived({"p": jnp.float32(p), "p_capture": jnp.asarray(nu, jnp.float32)})
+    out = _likelihood(name).derived({"p": jnp.float32(p),
+                                     "p_capture": jnp.asarray(nu, jnp.float32)})
     got = np.asarray(out["p_hat"])
     assert got.shape == (N_CELLS,)
     np.testing.assert_allclose(got, _p_hat_ref(p, nu), rtol=1e-6)

@@ -41,9 +41,8 @@ CASES = [
     ("nbvcp_mix", "unconstrained", K, True),
     ("zinbvcp_mix", "odds_ratio", K, True),
     ("zinbvcp_mix", "linked", K, False),
-    ("nbvcp_mix", "odds_ratio", 2, False),
 ]
-IDS = [f"{m}-{p}{'-cs' if cs else ''}{'-K2' if k == 2 else ''}" for m, p, k, cs in CASES]
+IDS = [f"{m}-{p}{'-cs' if cs else ''}" for m, p, k, cs in CASES]
 
 
 def _config(model_type, par, k, cs):

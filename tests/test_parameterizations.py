@@ -415,10 +415,6 @@ def test_user_priors_used_by_model():
     _check_user_priors(jit=False)
 
 
-@pytest.mark.xfail(strict=True, raises=jax.errors.TracerBoolConversionError,
-                   reason="BUG: Composition.prior_args re-validates user priors while the model "
-                   "runs, with bool(constraint(jnp.asarray(v))); under jit (as in SVI) that is "
-                   "a tracer, so any fit with a user prior for a non-Dirichlet site fails")
 def test_user_priors_model_traceable_under_jit():
     _check_user_priors(jit=True)
 

@@ -44,7 +44,11 @@ FAST_CASES = list(zip(MODEL_TYPES, PARAMETERIZATIONS * 2, strict=True))
 
 @pytest.mark.parametrize(("model_type", "parameterization"), FAST_CASES)
 def test_recovery_small(model_type, parameterization):
-    check_recovery(model_type, parameterization, n_cells=400, n_genes=60, n_steps=2000)
+    # Capture in a 3-component mixture needs more cells and genes to be identified:
+    # at 400 x 60 the fit drifts along the unidentified p-capture ridge.
+    capture_mixture = model_type in ("nbvcp_mix", "zinbvcp_mix")
+    n_cells, n_genes = (1000, 150) if capture_mixture else (400, 60)
+    check_recovery(model_type, parameterization, n_cells, n_genes, n_steps=2000)
 
 
 @pytest.mark.slow
