@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--model-types", nargs="+", default=scribe.available_model_types())
     parser.add_argument("--parameterization", default="odds_ratio")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--block", type=int, default=10, help="steps per timed block")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rows = []
@@ -83,7 +84,7 @@ def main() -> None:
             counts_np, _ = simulate_counts("nbdm", n_cells, n_genes, seed=0)
             counts = jnp.asarray(counts_np, jnp.float32)
             first, base = time_svi(handwritten_nbdm, AutoNormal(handwritten_nbdm), counts,
-                                   batch_size, repeats=args.repeats)
+                                   batch_size, repeats=args.repeats, block=args.block)
             rows.append(dict(size=size, batch_size=batch, model_type="handwritten_nbdm",
                              first_call_s=first, step_ms=base * 1e3, ratio_to_handwritten=1.0))
             print(f"{size:>11} batch={batch:>5} {'handwritten nbdm':<14} first {first:6.2f}s "
@@ -96,7 +97,8 @@ def main() -> None:
                 config = scribe.ModelConfig(model_type, args.parameterization, n_components=k)
                 model, guide = resolve_model_and_guide(config)
                 init = initial_params(config, counts_np, 0)
-                first, step = time_svi(model, guide, counts, batch_size, init, args.repeats)
+                first, step = time_svi(model, guide, counts, batch_size, init, args.repeats,
+                                       args.block)
                 rows.append(dict(size=size, batch_size=batch, model_type=model_type,
                                  first_call_s=first, step_ms=step * 1e3,
                                  ratio_to_handwritten=step / base))

@@ -56,6 +56,13 @@ def select_components(scopes: dict[str, str], params: dict, assignment: jnp.ndar
 def cell_log_prob_mixture(
     log_prob: Callable, scopes: dict[str, str], counts: jnp.ndarray, params: dict
 ) -> jnp.ndarray:
-    """Marginal log-likelihood of each cell's count vector, shape ``(C,)``."""
-    per_component = component_log_prob(log_prob, scopes, counts, params).sum(axis=1)
-    return logsumexp(per_component + jnp.log(params["mixing_weights"]), axis=-1)
+    """Marginal log-likelihood of each cell's count vector, shape ``(C,)``.
+
+    Genes are summed inside the map over components, so no ``(C, G, K)`` array (nor
+    its transpose) is written; only ``(K, C)`` leaves it.
+    """
+    axes = component_axes(scopes, params)
+    component_params = {name: params[name] for name in axes}
+    per_component = jax.vmap(lambda p: jnp.sum(log_prob(counts, p), axis=-1),
+                             in_axes=(axes,))(component_params)
+    return logsumexp(per_component.T + jnp.log(params["mixing_weights"]), axis=-1)

@@ -55,4 +55,4 @@ def test_recovery_small(model_type, parameterization):
 @pytest.mark.parametrize(("model_type", "parameterization"),
                          list(itertools.product(MODEL_TYPES, PARAMETERIZATIONS)))
 def test_recovery_full(model_type, parameterization):
-    check_recovery(model_type, parameterization, n_cells=1000, n_genes=500, n_steps=5000)
+    check_recovery(model_type, parameterization, n_cells=1000, n_genes=500, n_steps=3000)
