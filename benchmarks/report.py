@@ -1,0 +1,50 @@
+"""Render benchmark JSON results as the markdown tables of docs/benchmarks.md.
+
+    python benchmarks/report.py benchmarks/results/*.json > docs/benchmarks-tables.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def step_table(data: dict) -> str:
+    lines = ["| size | batch | model type | first call (s) | step (ms) | × hand-written |",
+             "|---|---|---|---:|---:|---:|"]
+    for row in data["rows"]:
+        lines.append(f"| {row['size']} | {row['batch_size']} | {row['model_type']} | "
+                     f"{row['first_call_s']:.2f} | {row['step_ms']:.2f} | "
+                     f"{row['ratio_to_handwritten']:.2f} |")
+    return "\n".join(lines)
+
+
+def recovery_table(data: dict) -> str:
+    lines = [f"{data['cells']} cells × {data['genes']} genes, {data['steps']} steps, "
+             f"batch {data['batch_size'] or 'full'}.", "",
+             "| model type | parameterization | r error | |p − p_true| | p̂ error | gate error "
+             "| assignment | time (s) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+
+    def cell(row, key, fmt):
+        return fmt.format(row[key]) if key in row else "—"
+
+    for row in data["rows"]:
+        lines.append(
+            f"| {row['model_type']} | {row['parameterization']} | "
+            f"{cell(row, 'r_error', '{:.1%}')} | {cell(row, 'p_error', '{:.4f}')} | "
+            f"{cell(row, 'p_hat_error', '{:.1%}')} | {cell(row, 'gate_error', '{:.3f}')} | "
+            f"{cell(row, 'assignment_accuracy', '{:.1%}')} | {row['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(paths: list[str]) -> None:
+    for path in paths:
+        with open(path) as handle:
+            data = json.load(handle)
+        print(f"### {path}\n")
+        print(recovery_table(data) if "cells" in data else step_table(data))
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
