@@ -22,8 +22,8 @@ def step_table(data: dict) -> str:
 def recovery_table(data: dict) -> str:
     lines = [f"{data['cells']} cells × {data['genes']} genes, {data['steps']} steps, "
              f"batch {data['batch_size'] or 'full'}.", "",
-             "| model type | parameterization | r error | |p − p_true| | p̂ error | gate error "
-             "| assignment | time (s) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| model type | parameterization | r error | Δp = abs(p − p_true) | p̂ error "
+             "| gate error | assignment | time (s) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
 
     def cell(row, key, fmt):
         return fmt.format(row[key]) if key in row else "—"
