@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from scribe.parameterization import CELL, SHARED
+from scribe.parameterization import CELL, GENE, SHARED
 
 # Rank of a canonical parameter without a component axis, by scope.
-_BASE_NDIM = {SHARED: 0, "gene": 1, CELL: 1}
+_BASE_NDIM = {SHARED: 0, GENE: 1, CELL: 1}
 
 
 def component_axes(scopes: dict[str, str], params: dict) -> dict[str, int | None]:
@@ -31,6 +31,14 @@ def component_axes(scopes: dict[str, str], params: dict) -> dict[str, int | None
     return axes
 
 
+def _map_components(fn: Callable, scopes: dict[str, str], params: dict,
+                    out_axes: int = 0) -> jnp.ndarray:
+    """``fn(component_params)`` for every component, stacked along ``out_axes``."""
+    axes = component_axes(scopes, params)
+    component_params = {name: params[name] for name in axes}
+    return jax.vmap(fn, in_axes=(axes,), out_axes=out_axes)(component_params)
+
+
 def component_log_prob(
     log_prob: Callable, scopes: dict[str, str], counts: jnp.ndarray, params: dict
 ) -> jnp.ndarray:
@@ -38,19 +46,13 @@ def component_log_prob(
 
     Mixing weights are not included; callers add ``log w_k`` after summing over genes.
     """
-    axes = component_axes(scopes, params)
-    component_params = {name: params[name] for name in axes}
-    return jax.vmap(lambda p: log_prob(counts, p), in_axes=(axes,), out_axes=-1)(
-        component_params
-    )
+    return _map_components(lambda p: log_prob(counts, p), scopes, params, out_axes=-1)
 
 
 def select_components(scopes: dict[str, str], params: dict, assignment: jnp.ndarray) -> dict:
     """Per-cell parameters for a component assignment ``(C,)`` (e.g. ``r`` becomes ``(C, G)``)."""
-    axes = component_axes(scopes, params)
-    selected = {name: (params[name][assignment] if axis == 0 else params[name])
-                for name, axis in axes.items()}
-    return selected
+    return {name: (params[name][assignment] if axis == 0 else params[name])
+            for name, axis in component_axes(scopes, params).items()}
 
 
 def cell_log_prob_mixture(
@@ -61,8 +63,6 @@ def cell_log_prob_mixture(
     Genes are summed inside the map over components, so no ``(C, G, K)`` array (nor
     its transpose) is written; only ``(K, C)`` leaves it.
     """
-    axes = component_axes(scopes, params)
-    component_params = {name: params[name] for name in axes}
-    per_component = jax.vmap(lambda p: jnp.sum(log_prob(counts, p), axis=-1),
-                             in_axes=(axes,))(component_params)
+    per_component = _map_components(lambda p: jnp.sum(log_prob(counts, p), axis=-1),
+                                    scopes, params)
     return logsumexp(per_component.T + jnp.log(params["mixing_weights"]), axis=-1)

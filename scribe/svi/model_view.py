@@ -76,9 +76,13 @@ class ModelView:
         return {name: site.scope for site in self.composition.sites.values()
                 for name in site.param_names}
 
+    def all_scopes(self) -> dict[str, str]:
+        """Scope of every sampled site, canonical quantity and variational parameter."""
+        return {**self.site_scopes(), **self.canonical_scopes(), **self.param_scopes()}
+
     def gene_axis_entries(self, values: dict, leading: int) -> set[str]:
         """Names in ``values`` whose last axis is genes (``leading`` = sample axes)."""
-        scopes = {**self.site_scopes(), **self.canonical_scopes(), **self.param_scopes()}
+        scopes = self.all_scopes()
         names = set()
         for name, value in values.items():
             scope = scopes.get(name)
@@ -94,7 +98,7 @@ class ModelView:
         """
         if not self.config.is_mixture:
             return set()
-        scopes = {**self.site_scopes(), **self.canonical_scopes(), **self.param_scopes()}
+        scopes = self.all_scopes()
         names = set()
         for name, value in values.items():
             scope = scopes.get(name)

@@ -296,8 +296,7 @@ class ScribeSVIResults:
             raise IndexError(f"component {component_index} out of range for "
                              f"{self.n_components} components")
         view = self._view
-        scopes = {**view.site_scopes(), **view.param_scopes(), **view.canonical_scopes()}
-        dropped = {name for name, scope in scopes.items() if scope == COMPONENT}
+        dropped = {name for name, scope in view.all_scopes().items() if scope == COMPONENT}
 
         def select(values: dict | None, leading: int):
             if values is None:
