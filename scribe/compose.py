@@ -15,6 +15,7 @@ import numpyro
 from numpyro.distributions import Distribution
 
 from scribe import plugins
+from scribe.counts import SparseCounts
 from scribe.families import validate_prior_args
 from scribe.likelihood import PROBABILITY
 from scribe.observation import CellCounts
@@ -104,20 +105,32 @@ class Composition:
 
     # ---- model and guide ---------------------------------------------------------------
     def model(self, n_cells: int, n_genes: int, counts=None, batch_size: int | None = None):
+        """The generative model.
+
+        ``counts`` is a :class:`~scribe.counts.SparseCounts` when fitting (observed as
+        one matrix: its exact total log-likelihood, scaled by ``C/B`` for a mini-batch),
+        a dense ``(C, G)`` array (observed per cell), or None (counts are sampled).
+        """
         values = {site.name: numpyro.sample(site.name, self.prior(site, n_genes))
                   for site in self.global_sites}
+        sparse = isinstance(counts, SparseCounts)
         with numpyro.plate("cells", n_cells, subsample_size=batch_size) as idx:
             for site in self.cell_sites:
                 values[site.name] = numpyro.sample(
                     site.name, self._distribution(site, self.prior_args(site), ()))
             params = self.canonical(values)
-            if counts is not None and batch_size is not None:
-                counts = counts[idx]
-            numpyro.sample(
-                "counts",
-                CellCounts(self.likelihood, params, (idx.shape[0], n_genes), self.mixture),
-                obs=counts,
-            )
+            if not sparse:
+                if counts is not None and batch_size is not None:
+                    counts = counts[idx]
+                numpyro.sample("counts", CellCounts(self.likelihood, params,
+                                                    (idx.shape[0], n_genes), self.mixture),
+                               obs=counts)
+        if sparse:
+            batch = counts if batch_size is None else counts.take_cells(idx)
+            with numpyro.handlers.scale(scale=n_cells / idx.shape[0]):
+                numpyro.sample("counts", CellCounts(self.likelihood, params,
+                                                    (idx.shape[0], n_genes), self.mixture,
+                                                    joint=True), obs=batch)
 
     def _param_default(self, site: Site, shape: tuple[int, ...]) -> list:
         # Overridden by data-informed values at SVI init; these only fix shapes.

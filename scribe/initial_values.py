@@ -5,12 +5,14 @@ so ``p`` is the median of ``1 - mean/var`` over expressed genes and ``r = mean (
 Capture models first divide by library-size factors (the per-cell odds of ``p_hat`` are
 proportional to library size). Zero-inflation gates take the excess of observed zeros
 over the NB prediction. Mixtures split cells by k-means on log-normalised counts so that
-components start apart. Every step is vectorised over cells and genes.
+components start apart. Every step is vectorised over cells and genes and works on the
+sparse matrix (moments of non-zeros; k-means distances by sparse products).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from scribe.likelihood import CAPTURE, PROBABILITY, Likelihood
 
@@ -18,22 +20,28 @@ _P_RANGE = (0.02, 0.98)
 _R_FLOOR = 1e-3
 
 
-def _ratio_estimates(counts: np.ndarray, zero_inflated: bool) -> np.ndarray:
+def _column_mean(counts: sp.csr_matrix, power: int = 1) -> np.ndarray:
+    """``mean_c x_cg^power`` per gene, ``(G,)``."""
+    return np.asarray(counts.power(power).mean(axis=0)).ravel()
+
+
+def _ratio_estimates(counts: sp.csr_matrix, zero_inflated: bool) -> np.ndarray:
     """Per-gene estimates of ``p`` for expressed, over-dispersed genes.
 
     NB: ``var/mean = 1/(1-p)``. Zero inflation adds variance, so zero-inflated
     likelihoods use factorial moments ``F_k = E[x (x-1) ... (x-k+1)]`` instead: the gate
     scales every ``F_k`` alike, and ``F3/F2 - F2/F1 = p/(1-p)`` exactly.
     """
-    f1 = counts.mean(axis=0)
+    f1, m2 = _column_mean(counts), _column_mean(counts, 2)
     if zero_inflated:
-        f2 = (counts * (counts - 1)).mean(axis=0)
-        f3 = (counts * (counts - 1) * (counts - 2)).mean(axis=0)
+        m3 = _column_mean(counts, 3)
+        f2 = m2 - f1
+        f3 = m3 - 3 * m2 + 2 * f1
         usable = (f1 > 0.05) & (f2 > 0)
         odds = f3[usable] / f2[usable] - f2[usable] / f1[usable]
         odds = odds[odds > 0]
         return odds / (1 + odds)
-    var = counts.var(axis=0)
+    var = m2 - f1**2
     expressed = (f1 > 0.05) & (var > f1)
     return 1.0 - f1[expressed] / var[expressed]
 
@@ -44,34 +52,43 @@ def _pooled_p(estimates: list[np.ndarray]) -> float:
     return float(np.clip(p, *_P_RANGE))
 
 
-def _zero_excess(counts: np.ndarray, nb_zero: np.ndarray) -> np.ndarray:
-    observed = (counts == 0).mean(axis=0)
+def _zero_excess(counts: sp.csr_matrix, nb_zero: np.ndarray) -> np.ndarray:
+    observed = 1.0 - counts.getnnz(axis=0) / counts.shape[0]
     return np.clip((observed - nb_zero) / np.maximum(1 - nb_zero, 1e-6), 0.01, 0.9)
 
 
-def kmeans(points: np.ndarray, k: int, seed: int, n_iter: int = 30) -> np.ndarray:
-    """Cluster labels ``(N,)`` by Lloyd's algorithm with k-means++ seeding."""
+def kmeans(points, k: int, seed: int, n_iter: int = 30) -> np.ndarray:
+    """Cluster labels ``(N,)`` by Lloyd's algorithm with k-means++ seeding.
+
+    ``points`` ``(N, D)`` may be dense or scipy sparse: distances only need ``|x|^2``
+    and the products ``x . centre``.
+    """
+    points = sp.csr_matrix(points)
+    n_points = points.shape[0]
     rng = np.random.default_rng(seed)
-    sq_norms = np.einsum("ij,ij->i", points, points)
-    centres = [points[rng.integers(len(points))]]
+    sq_norms = np.asarray(points.multiply(points).sum(axis=1)).ravel()
+
+    def sq_distances(centres: np.ndarray) -> np.ndarray:
+        return (sq_norms[:, None] - 2 * (points @ centres.T)
+                + np.sum(centres**2, axis=1)[None, :])
+
+    centres = points[[rng.integers(n_points)]].toarray()
     for _ in range(1, k):
-        dist = np.min(sq_norms[:, None] - 2 * points @ np.array(centres).T
-                      + np.sum(np.square(centres), axis=1)[None, :], axis=1)
-        dist = np.maximum(dist, 0)
+        dist = np.maximum(np.min(sq_distances(centres), axis=1), 0)
         prob = dist / dist.sum() if dist.sum() > 0 else None
-        centres.append(points[rng.choice(len(points), p=prob)])
-    centres = np.array(centres)
-    labels = np.zeros(len(points), dtype=int)
+        centres = np.vstack([centres, points[[rng.choice(n_points, p=prob)]].toarray()])
+    labels = np.full(n_points, -1)
     for _ in range(n_iter):
-        dist = sq_norms[:, None] - 2 * points @ centres.T + np.sum(centres**2, axis=1)[None, :]
-        new_labels = np.argmin(dist, axis=1)
-        if np.array_equal(new_labels, labels) and _ > 0:
+        new_labels = np.argmin(sq_distances(centres), axis=1)
+        if np.array_equal(new_labels, labels):
             break
         labels = new_labels
-        for j in range(k):  # k is the number of components, not cells
-            members = labels == j
-            if members.any():
-                centres[j] = points[members].mean(axis=0)
+        membership = sp.csr_matrix((np.ones(n_points), (labels, np.arange(n_points))),
+                                   shape=(k, n_points))
+        sizes = np.asarray(membership.sum(axis=1)).ravel()
+        sums = np.asarray((membership @ points).todense())
+        filled = sizes > 0  # an empty cluster keeps its centre
+        centres[filled] = sums[filled] / sizes[filled, None]
     return labels
 
 
@@ -83,7 +100,7 @@ def initial_canonical(
 
     Parameters
     ----------
-    counts : numpy.ndarray, shape (C, G)
+    counts : numpy.ndarray or scipy.sparse matrix, shape (C, G)
     likelihood : Likelihood
     n_components : int or None
         None for a non-mixture.
@@ -97,34 +114,37 @@ def initial_canonical(
         ``p`` (``()`` or ``(K,)``), ``r`` (``(G,)`` or ``(K, G)``), each probability
         latent (like ``r``), each capture latent ``(C,)``, and ``mixing_weights`` ``(K,)``.
     """
-    counts = np.asarray(counts, dtype=np.float64)
+    counts = sp.csr_matrix(counts, dtype=np.float64)
+    n_cells = counts.shape[0]
     kinds = {lat.name: lat.kind for lat in likelihood.latents}
     has_capture = CAPTURE in kinds.values()
-    library = counts.sum(axis=1)
+    library = np.asarray(counts.sum(axis=1)).ravel()
 
     if n_components is None:
-        groups = [np.arange(len(counts))]
+        groups = [np.arange(n_cells)]
     else:
-        log_normalised = np.log1p(counts / np.maximum(library, 1)[:, None] * np.median(library))
+        scale = np.median(library) / np.maximum(library, 1)
+        log_normalised = sp.diags(scale) @ counts
+        log_normalised.data = np.log1p(log_normalised.data)
         labels = kmeans(log_normalised, n_components, seed)
         groups = [np.flatnonzero(labels == k) for k in range(n_components)]
-        groups = [g if g.size else np.arange(len(counts)) for g in groups]
+        groups = [g if g.size else np.arange(n_cells) for g in groups]
 
     # Moments within groups: between-component differences would inflate the variance.
     # Capture models divide by library-size factors relative to the group's mean library.
-    size_factors = np.ones(len(counts))
+    size_factors = np.ones(n_cells)
     if has_capture:
         for members in groups:
             size_factors[members] = library[members] / max(library[members].mean(), 1e-12)
         size_factors = np.maximum(size_factors, 1e-2)
-    normalised = counts / size_factors[:, None]
+    normalised = sp.csr_matrix(sp.diags(1.0 / size_factors) @ counts)
     zero_inflated = PROBABILITY in kinds.values()
     per_group = [_ratio_estimates(normalised[members], zero_inflated) for members in groups]
     pooled_p = _pooled_p(per_group)
     ps, rs, gates = [], [], []
     for members, estimates in zip(groups, per_group, strict=True):
         p = _pooled_p([estimates]) if component_specific else pooled_p
-        r = np.maximum(normalised[members].mean(axis=0) * (1 - p) / p, _R_FLOOR)
+        r = np.maximum(_column_mean(normalised[members]) * (1 - p) / p, _R_FLOOR)
         gate = _zero_excess(counts[members], (1 - p) ** r)
         ps.append(p)
         rs.append(r / (1 - gate) if PROBABILITY in kinds.values() else r)

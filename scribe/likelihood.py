@@ -2,12 +2,16 @@
 
 A likelihood always uses the negative binomial pair ``p`` (shared) and ``r`` (per gene),
 and declares any further latents it needs (:class:`Latent`), which the chosen
-parameterization then supplies. It offers three views of the same law, so that a faster
-evaluation replaces one method without touching models or analyses:
+parameterization then supplies. It offers several views of the same law:
 
 1. ``distribution(params)``: the generative observation distribution;
-2. ``log_prob(counts, params)``: elementwise log-probabilities ``(C, G)``;
-3. ``total_log_prob(counts, params)``: the summed log-likelihood of a dataset.
+2. ``log_prob(counts, params)``: elementwise log-probabilities ``(C, G)`` of dense counts;
+3. ``cell_log_prob``, ``gene_log_prob``, ``total_log_prob``: log-likelihoods of a
+   :class:`~scribe.counts.SparseCounts` summed by cell, by gene or over everything.
+
+Fitting and analyses only call (3). Their defaults densify the counts and sum (2), so
+a new likelihood needs only (1) and (2); a likelihood with an exact sparse evaluation
+(the built-in negative binomials) overrides (3) and never densifies.
 
 Canonical parameter shapes seen by a likelihood: ``p`` is ``()`` or ``(C,)`` (per-cell
 after a mixture assignment), ``r`` and gene latents ``(G,)`` or ``(C, G)``, cell latents
@@ -20,6 +24,7 @@ import attrs
 import jax.numpy as jnp
 from numpyro.distributions import Distribution
 
+from scribe.counts import SparseCounts
 from scribe.parameterization import CELL, GENE, SHARED
 
 #: Kinds of latent a likelihood can request from a parameterization.
@@ -74,9 +79,30 @@ class Likelihood:
         """Elementwise log-probability, shape ``(C, G)``."""
         raise NotImplementedError
 
-    def total_log_prob(self, counts: jnp.ndarray, params: dict) -> jnp.ndarray:
+    def cell_log_prob(self, counts: SparseCounts, params: dict,
+                      gene_weights: jnp.ndarray | None = None) -> jnp.ndarray:
+        """Log-likelihood of each cell's counts, ``(C,)``.
+
+        Parameters
+        ----------
+        counts : SparseCounts
+        params : dict
+            Canonical parameters (gene parameters ``(G,)``, cell parameters ``(C,)``).
+        gene_weights : (G,) array, optional
+            Multiplies each gene's log-probability before summing over genes.
+        """
+        log_prob = self.log_prob(counts.to_dense(), params)
+        if gene_weights is not None:
+            log_prob = log_prob * gene_weights
+        return jnp.sum(log_prob, axis=-1)
+
+    def gene_log_prob(self, counts: SparseCounts, params: dict) -> jnp.ndarray:
+        """Log-likelihood of each gene's counts over all cells, ``(G,)``."""
+        return jnp.sum(self.log_prob(counts.to_dense(), params), axis=0)
+
+    def total_log_prob(self, counts: SparseCounts, params: dict) -> jnp.ndarray:
         """Log-likelihood of all counts, a scalar."""
-        return jnp.sum(self.log_prob(counts, params))
+        return jnp.sum(self.cell_log_prob(counts, params))
 
     def derived(self, params: dict) -> dict:
         """Extra canonical quantities reported with estimates (e.g. ``p_hat``)."""

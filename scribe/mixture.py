@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from scribe.counts import SparseCounts
 from scribe.parameterization import CELL, GENE, SHARED
 
 # Rank of a canonical parameter without a component axis, by scope.
@@ -55,13 +56,37 @@ def select_components(scopes: dict[str, str], params: dict, assignment: jnp.ndar
             for name, axis in component_axes(scopes, params).items()}
 
 
-def cell_log_prob_mixture(
+def component_cell_log_prob(likelihood, counts: SparseCounts, params: dict,
+                             gene_weights: jnp.ndarray | None = None) -> jnp.ndarray:
+    """Log-likelihood of each cell under each component, ``(C, K)``, without weights."""
+    return _map_components(lambda p: likelihood.cell_log_prob(counts, p, gene_weights),
+                           likelihood.scopes(), params, out_axes=-1)
+
+
+def component_gene_log_prob(likelihood, counts: SparseCounts, params: dict) -> jnp.ndarray:
+    """Log-likelihood of each gene over all cells under each component, ``(G, K)``."""
+    return _map_components(lambda p: likelihood.gene_log_prob(counts, p),
+                           likelihood.scopes(), params, out_axes=-1)
+
+
+def mixture_cell_log_prob(likelihood, counts: SparseCounts, params: dict) -> jnp.ndarray:
+    """Marginal log-likelihood of each cell's count vector, ``(C,)``:
+    ``logsumexp_k [log w_k + log f(x_c | theta_k)]``.
+
+    Per component the likelihood is evaluated on the non-zeros (O(nnz) for the built-in
+    likelihoods), so only ``(C, K)`` arrays are written.
+    """
+    per_component = component_cell_log_prob(likelihood, counts, params)
+    return logsumexp(per_component + jnp.log(params["mixing_weights"]), axis=-1)
+
+
+def dense_cell_log_prob_mixture(
     log_prob: Callable, scopes: dict[str, str], counts: jnp.ndarray, params: dict
 ) -> jnp.ndarray:
-    """Marginal log-likelihood of each cell's count vector, shape ``(C,)``.
+    """:func:`mixture_cell_log_prob` for dense counts ``(C, G)`` and an elementwise law.
 
-    Genes are summed inside the map over components, so no ``(C, G, K)`` array (nor
-    its transpose) is written; only ``(K, C)`` leaves it.
+    Genes are summed inside the map over components, so no ``(C, G, K)`` array is
+    written.
     """
     per_component = _map_components(lambda p: jnp.sum(log_prob(counts, p), axis=-1),
                                     scopes, params)

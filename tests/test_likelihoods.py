@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 import scribe
+from scribe.counts import SparseCounts
 
 NAMES = ("nbdm", "zinb", "nbvcp", "zinbvcp")
 N_CELLS, N_GENES = 30, 12
@@ -89,18 +90,23 @@ def _jax(params):
 
 @functools.cache
 def _case(name, per_cell):
-    """Parameters, counts and the library's three views of the law, compiled once:
-    ``log_prob`` (C, G), ``total_log_prob`` and ``distribution(params).log_prob``."""
+    """Parameters, counts and the library's views of the law, compiled once:
+    ``log_prob`` (C, G), ``total_log_prob``, ``distribution(params).log_prob``, and the
+    sparse ``cell_log_prob`` (C,) and ``gene_log_prob`` (G,). With per-cell gene
+    parameters (``per_cell``) the sparse views take the likelihood's dense fallback."""
     rng = np.random.default_rng(100 + 2 * NAMES.index(name) + int(per_cell))
     params = _params(name, rng, per_cell=per_cell)
     counts = _counts(rng, params, name)
     lik = _likelihood(name)
 
     @jax.jit
-    def views(x, pr):
-        return lik.log_prob(x, pr), lik.total_log_prob(x, pr), lik.distribution(pr).log_prob(x)
+    def views(x, sparse, pr):
+        return (lik.log_prob(x, pr), lik.total_log_prob(sparse, pr),
+                lik.distribution(pr).log_prob(x), lik.cell_log_prob(sparse, pr),
+                lik.gene_log_prob(sparse, pr))
 
-    out = views(jnp.asarray(counts, jnp.float32), _jax(params))
+    out = views(jnp.asarray(counts, jnp.float32), SparseCounts.from_matrix(counts),
+                _jax(params))
     return params, counts, *(np.asarray(o, np.float64) for o in out)
 
 
@@ -110,7 +116,7 @@ CASE_IDS = [f"{name}-{'per_cell' if per_cell else 'shared'}" for name, per_cell 
 
 @pytest.mark.parametrize("name,per_cell", CASES, ids=CASE_IDS)
 def test_log_prob_matches_scipy(name, per_cell):
-    params, counts, got, _, _ = _case(name, per_cell)
+    params, counts, got, *_ = _case(name, per_cell)
     want = _reference_log_prob(name, counts, params)
     assert got.shape == (N_CELLS, N_GENES)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
@@ -118,14 +124,22 @@ def test_log_prob_matches_scipy(name, per_cell):
 
 @pytest.mark.parametrize("name,per_cell", CASES, ids=CASE_IDS)
 def test_total_log_prob_is_sum(name, per_cell):
-    params, counts, _, total, _ = _case(name, per_cell)
+    params, counts, _, total, *_ = _case(name, per_cell)
     np.testing.assert_allclose(total, _reference_log_prob(name, counts, params).sum(),
                                rtol=1e-5)
 
 
 @pytest.mark.parametrize("name,per_cell", CASES, ids=CASE_IDS)
+def test_cell_and_gene_sums_match_scipy(name, per_cell):
+    params, counts, *_, by_cell, by_gene = _case(name, per_cell)
+    want = _reference_log_prob(name, counts, params)
+    np.testing.assert_allclose(by_cell, want.sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(by_gene, want.sum(axis=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,per_cell", CASES, ids=CASE_IDS)
 def test_distribution_log_prob_agrees(name, per_cell):
-    params, counts, elementwise, _, dist_lp = _case(name, per_cell)
+    params, counts, elementwise, _, dist_lp, *_ = _case(name, per_cell)
     assert dist_lp.shape == (N_CELLS, N_GENES)
     np.testing.assert_allclose(dist_lp, elementwise, rtol=1e-5, atol=2e-5)
     np.testing.assert_allclose(dist_lp, _reference_log_prob(name, counts, params), rtol=1e-5,

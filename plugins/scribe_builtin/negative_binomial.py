@@ -1,7 +1,8 @@
 """The negative binomial likelihood family: nbdm, zinb, nbvcp, zinbvcp.
 
 Zero inflation and variable capture are each written once and switched on by flags;
-the four model types are the four combinations.
+the four model types are the four combinations. Log-likelihoods of whole count matrices
+are evaluated exactly from non-zeros and sufficient statistics (:mod:`.nb_sparse`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from numpyro.distributions import NegativeBinomialProbs, ZeroInflatedDistributio
 
 import scribe
 from scribe.likelihood import CAPTURE, PROBABILITY, Latent
+
+from .nb_sparse import NBSums
 
 
 def captured_success_prob(p: jnp.ndarray, p_capture: jnp.ndarray) -> jnp.ndarray:
@@ -76,6 +79,31 @@ class NegativeBinomial(scribe.Likelihood):
         # capture) rather than once per count.
         log_zero = jnp.logaddexp(jnp.log(gate), jnp.log1p(-gate) + r * jnp.log1p(-p))
         return jnp.where(counts == 0, log_zero, jnp.log1p(-gate) + log_nb)
+
+    def _sums(self, counts, params: dict) -> NBSums | None:
+        """Sparse evaluator, or None for per-cell gene parameters (dense fallback)."""
+        r = jnp.asarray(params["r"])
+        p = jnp.asarray(params["p"])
+        if self.variable_capture:
+            p = captured_success_prob(p, params["p_capture"])
+        gate = jnp.asarray(params["gate"]) if self.zero_inflated else None
+        if r.ndim != 1 or p.ndim > 1 or (gate is not None and gate.ndim != 1):
+            return None
+        return NBSums(counts, r, p, gate)
+
+    def cell_log_prob(self, counts, params, gene_weights=None):
+        sums = self._sums(counts, params)
+        if sums is None:
+            return super().cell_log_prob(counts, params, gene_weights)
+        return sums.by_cell(gene_weights)
+
+    def gene_log_prob(self, counts, params):
+        sums = self._sums(counts, params)
+        return super().gene_log_prob(counts, params) if sums is None else sums.by_gene()
+
+    def total_log_prob(self, counts, params):
+        sums = self._sums(counts, params)
+        return super().total_log_prob(counts, params) if sums is None else sums.total()
 
     def derived(self, params: dict) -> dict:
         if not self.variable_capture:

@@ -1,8 +1,12 @@
 """``SVIInferenceEngine``: run NumPyro SVI with a compiled training loop.
 
-Steps run in chunks inside one jitted ``fori_loop``. The count matrix is an *argument*
-of the compiled function, never a closed-over constant: XLA would otherwise embed and
+Steps run in chunks inside one jitted ``fori_loop``. The counts are an *argument* of the
+compiled function, never a closed-over constant: XLA would otherwise embed and
 constant-fold the whole matrix, which makes compilation take minutes on real data.
+
+Model types composed from a likelihood get the counts as
+:class:`~scribe.counts.SparseCounts` (non-zeros and sufficient statistics, built once);
+a plugin's own model receives a dense ``(C, G)`` array.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from tqdm.auto import tqdm
 
 from scribe import plugins
 from scribe.config import ModelConfig
+from scribe.counts import SparseCounts
 
 
 def resolve_model_and_guide(model_config: ModelConfig):
@@ -35,7 +40,7 @@ def resolve_model_and_guide(model_config: ModelConfig):
     return model, guide
 
 
-def initial_params(model_config: ModelConfig, counts: np.ndarray, seed: int) -> dict | None:
+def initial_params(model_config: ModelConfig, counts, seed: int) -> dict | None:
     """Data-informed variational parameters for composed model types (None otherwise)."""
     spec = plugins.lookup_model_type(model_config.model_type)
     if spec.likelihood is None:
@@ -114,12 +119,15 @@ class SVIInferenceEngine:
             raise ValueError(f"n_steps must be >= 1, got {n_steps}")
         n_steps = int(n_steps)
         batch_size = _check_batch_size(batch_size, n_cells)
-        dense = count_data.toarray() if sp.issparse(count_data) else np.asarray(count_data)
-        counts = jnp.asarray(dense, dtype=jnp.float32)
+        if plugins.lookup_model_type(model_config.model_type).likelihood is not None:
+            counts = SparseCounts.from_matrix(count_data).with_batch_size(batch_size)
+        else:
+            dense = count_data.toarray() if sp.issparse(count_data) else count_data
+            counts = jnp.asarray(dense, dtype=jnp.float32)
 
         model, guide = resolve_model_and_guide(model_config)
         svi = SVI(model, guide, optimizer, loss)
-        init = initial_params(model_config, dense, seed)
+        init = initial_params(model_config, count_data, seed)
         state = svi.init(jax.random.PRNGKey(seed), n_cells, n_genes, counts=counts,
                          batch_size=batch_size, init_params=init)
 

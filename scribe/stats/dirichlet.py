@@ -1,0 +1,163 @@
+"""Maximum-likelihood Dirichlet fits by Minka's fixed point, and the inverse digamma.
+
+Used to summarise many simplex-valued draws (assignment probabilities per cell, gene
+proportions per component) by one Dirichlet per batch row (SPEC section 4).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.scipy.special import digamma, polygamma
+from jax.typing import ArrayLike
+
+# psi(1) = -Euler-Mascheroni; Minka's switch point between the two initialisations.
+_DIGAMMA_ONE = -0.5772156649015329
+_INIT_SWITCH = -2.22
+
+
+def _float_dtype(x: jax.Array) -> jnp.dtype:
+    """The dtype to compute in: the input's float dtype, else the default float."""
+    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+
+
+def inverse_digamma(y: ArrayLike, n_iter: int = 5) -> jax.Array:
+    """Inverse of the digamma function, elementwise, by Newton's method.
+
+    Starts from Minka's initialisation, ``exp(y) + 1/2`` for ``y >= -2.22`` and
+    ``-1 / (y - psi(1))`` below, which is within a few percent of the root, so five
+    Newton steps reach working precision on ``x`` in ``[1e-3, 1e4]`` and beyond.
+
+    Parameters
+    ----------
+    y : array_like, any shape
+        Values of the digamma function (real).
+    n_iter : int, default 5
+        Newton iterations.
+
+    Returns
+    -------
+    jax.Array, same shape as ``y``
+        ``x > 0`` with ``digamma(x) == y``: ``0`` for ``y = -inf``, ``inf`` for
+        ``y = inf`` (or where ``exp(y)`` overflows the dtype), NaN for NaN.
+    """
+    y = jnp.asarray(y)
+    y = y.astype(_float_dtype(y))
+    large = y >= _INIT_SWITCH
+    # Evaluate each branch only where it applies, so neither overflows nor divides by 0.
+    x_large = jnp.exp(jnp.where(large, y, 0.0)) + 0.5
+    x_small = -1.0 / (jnp.where(large, -10.0, y) - _DIGAMMA_ONE)
+    x0 = jnp.where(large, x_large, x_small)
+
+    def newton(_, x):
+        step = (digamma(x) - y) / polygamma(1, x)
+        x_new = x - step
+        # digamma is concave and increasing, so from Minka's start Newton stays positive;
+        # halving guards the overshoot anyway, and non-finite points (y = +-inf) stay put.
+        x_new = jnp.where(x_new > 0, x_new, 0.5 * x)
+        return jnp.where(jnp.isfinite(x) & (x > 0), x_new, x)
+
+    return lax.fori_loop(0, n_iter, newton, x0)
+
+
+def _moment_precision(samples: jax.Array, max_precision) -> jax.Array:
+    """Dirichlet precision ``sum_k alpha_k`` from the first two moments, per batch row.
+
+    Under a Dirichlet every coordinate has ``var x_k = m_k (1 - m_k) / (s + 1)``; pooling
+    numerator and denominator over ``k`` uses all coordinates and cannot divide by a
+    single zero variance. Shape: samples (S, ..., K) -> (...,).
+    """
+    mean = jnp.mean(samples, axis=0)
+    var = jnp.var(samples, axis=0)
+    spread = jnp.sum(mean * (1 - mean), axis=-1)
+    total_var = jnp.sum(var, axis=-1)
+    safe_var = jnp.where(total_var > 0, total_var, 1.0)
+    precision = jnp.where(total_var > 0, spread / safe_var - 1.0, max_precision)
+    tiny = jnp.finfo(samples.dtype).tiny
+    return jnp.clip(precision, tiny, max_precision)
+
+
+def fit_dirichlet_minka(
+    samples: ArrayLike,
+    sample_axis: int = 0,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+) -> jax.Array:
+    """Maximum-likelihood Dirichlet concentrations by Minka's fixed-point iteration.
+
+    Iterates ``alpha_k <- psi^-1(psi(sum_j alpha_j) + mean_n log x_nk)`` from a
+    moment-matching start, for every batch row at once inside one ``lax.while_loop``.
+    A row stops (its value is frozen) once the largest relative change of its
+    concentrations falls below ``tol``; the loop ends when all rows have stopped or
+    after ``max_iter`` iterations. A row's result therefore does not depend on which
+    other rows are fitted with it.
+
+    Parameters
+    ----------
+    samples : array_like, shape (..., S, ..., K)
+        Draws on the simplex; the simplex is always the last axis. Zeros are clipped to
+        the smallest normal number of the dtype, so ``log 0`` never appears.
+    sample_axis : int, default 0
+        Axis holding the ``S`` draws; any axis but the last.
+    max_iter : int, default 1000
+        Largest number of fixed-point iterations.
+    tol : float, default 1e-6
+        Convergence threshold on ``max_k |alpha_new - alpha| / alpha`` per row.
+
+    Returns
+    -------
+    jax.Array
+        Concentrations, ``samples``' shape without ``sample_axis``, e.g. ``(S, C, K)``
+        with ``sample_axis=0`` gives ``(C, K)``; in the input float dtype.
+
+    Notes
+    -----
+    The likelihood has no maximum when a row's draws are (numerically) identical:
+    the concentrations grow without bound along the mean. The total concentration is
+    therefore capped at ``1 / eps`` of the dtype (about 8.4e6 in float32, 4.5e15 in
+    float64); such rows return ``mean * cap``, which keeps the fitted mean exact and
+    marks the row as degenerate. A coordinate that is always 0 gets a concentration
+    near 0 instead of ``log 0``.
+    """
+    samples = jnp.asarray(samples)
+    samples = samples.astype(_float_dtype(samples))
+    if samples.ndim < 2:
+        raise ValueError(
+            f"samples need a sample axis and a simplex axis, got shape {samples.shape}"
+        )
+    axis = sample_axis % samples.ndim
+    if axis == samples.ndim - 1:
+        raise ValueError("sample_axis cannot be the last axis: that is the simplex axis")
+    info = jnp.finfo(samples.dtype)
+    max_precision = 1.0 / float(info.eps)
+    x = jnp.clip(jnp.moveaxis(samples, axis, 0), info.tiny, 1.0)
+
+    mean_log = jnp.mean(jnp.log(x), axis=0)  # sufficient statistic, (..., K)
+    precision = _moment_precision(x, max_precision)
+    alpha0 = jnp.mean(x, axis=0) / jnp.sum(jnp.mean(x, axis=0), axis=-1, keepdims=True)
+    alpha0 = jnp.maximum(alpha0 * precision[..., None], info.tiny)
+
+    def cap(alpha):
+        total = jnp.sum(alpha, axis=-1, keepdims=True)
+        return alpha * jnp.minimum(1.0, max_precision / total)
+
+    def update(alpha):
+        total = jnp.sum(alpha, axis=-1, keepdims=True)
+        new = inverse_digamma(digamma(total) + mean_log)
+        return cap(jnp.maximum(new, info.tiny))
+
+    def cond(state):
+        i, _, done = state
+        return (i < max_iter) & ~jnp.all(done)
+
+    def body(state):
+        i, alpha, done = state
+        new = update(alpha)
+        change = jnp.max(jnp.abs(new - alpha) / alpha, axis=-1)
+        alpha = jnp.where(done[..., None], alpha, new)
+        return i + 1, alpha, done | (change < tol)
+
+    done0 = jnp.zeros(alpha0.shape[:-1], dtype=bool)
+    _, alpha, _ = lax.while_loop(cond, body, (0, cap(alpha0), done0))
+    return alpha
