@@ -88,9 +88,9 @@ class Composition:
         batch = shape[: len(shape) - fam.event_ndim]
         if fam.event_ndim:
             # A vector-valued family (Dirichlet) takes all values as one argument.
-            args = [jnp.broadcast_to(jnp.ravel(jnp.asarray(args, jnp.float32)), shape)]
+            args = [jnp.broadcast_to(jnp.ravel(_as_float(args)), shape)]
         else:
-            args = [jnp.broadcast_to(jnp.asarray(a, jnp.float32), shape) for a in args]
+            args = [jnp.broadcast_to(_as_float(a), shape) for a in args]
         return fam.make(*args).to_event(len(batch)) if batch else fam.make(*args)
 
     def prior(self, site: Site, n_genes: int) -> Distribution:
@@ -183,6 +183,12 @@ class Composition:
             for name, arg in zip(site.param_names, args, strict=True):
                 params[name] = jnp.asarray(arg, jnp.float32)
         return params
+
+
+def _as_float(value) -> jnp.ndarray:
+    """Floating array: prior numbers in JAX's default float, parameters keep their dtype."""
+    value = jnp.asarray(value)
+    return value if jnp.issubdtype(value.dtype, jnp.floating) else value.astype(float)
 
 
 def validated_priors(model_config) -> dict[str, tuple]:

@@ -17,8 +17,6 @@ histogram and likelihoods then evaluate the same sums entry by entry.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np

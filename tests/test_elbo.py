@@ -19,6 +19,7 @@ from numpyro.optim import Adam
 from scipy import special, stats
 
 import scribe
+from scribe.counts import SparseCounts
 from scribe.svi import SVIInferenceEngine
 from scribe.svi.engine import initial_params, resolve_model_and_guide
 
@@ -76,7 +77,8 @@ def _log_joints():
     model, _ = resolve_model_and_guide(config)
     latents = _fixed_latents()
     global_latents = {k: v for k, v in latents.items() if k != "p_capture_unconstrained"}
-    counts = jnp.asarray(_counts(), jnp.float32)
+    # The counts as fitting sees them: non-zeros and statistics, batches gathered from them.
+    counts = SparseCounts.from_matrix(_counts()).with_batch_size(B)
 
     def one(key):
         # The plate draws its subsample from the seed; read it off a trace.
@@ -141,7 +143,7 @@ def test_minibatch_elbo_is_unbiased():
     model, guide = resolve_model_and_guide(config)
     counts_np = _counts()
     params = initial_params(config, counts_np, seed=0)
-    counts = jnp.asarray(counts_np, jnp.float32)
+    counts = SparseCounts.from_matrix(counts_np).with_batch_size(B)
     elbo = TraceMeanField_ELBO()
 
     @jax.jit

@@ -6,6 +6,8 @@ proportions per component) by one Dirichlet per batch row (SPEC section 4).
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -22,6 +24,7 @@ def _float_dtype(x: jax.Array) -> jnp.dtype:
     return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
 
 
+@partial(jax.jit, static_argnames=("n_iter",))
 def inverse_digamma(y: ArrayLike, n_iter: int = 5) -> jax.Array:
     """Inverse of the digamma function, elementwise, by Newton's method.
 
@@ -78,6 +81,7 @@ def _moment_precision(samples: jax.Array, max_precision) -> jax.Array:
     return jnp.clip(precision, tiny, max_precision)
 
 
+@partial(jax.jit, static_argnames=("sample_axis", "max_iter"))
 def fit_dirichlet_minka(
     samples: ArrayLike,
     sample_axis: int = 0,
