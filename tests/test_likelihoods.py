@@ -250,3 +250,25 @@ def test_scopes_of_builtin_likelihoods():
     for name, scopes in expected.items():
         assert _likelihood(name).scopes() == scopes
         assert scribe.plugins.model_types()[name + "_mix"].likelihood is _likelihood(name)
+
+
+def test_log_rising_factorial_value_and_derivative():
+    """``sum_{j<x} log(r + j)`` and ``sum_{j<x} 1/(r + j)`` summed directly in float64, over
+    small and huge ``r`` and counts on both sides of the multiplied-out head (8)."""
+    from scribe_builtin.nb_sparse import log_rising_factorial
+
+    r = np.geomspace(1e-3, 1e7, 60)[:, None]
+    x = np.array([0, 1, 2, 7, 8, 9, 12, 40, 500, 20000], dtype=float)[None, :]
+    r, x = np.broadcast_arrays(r, x)
+    want = np.vectorize(lambda a, n: np.sum(np.log(a + np.arange(n))))(r, x)
+    want_grad = np.vectorize(lambda a, n: np.sum(1.0 / (a + np.arange(n))))(r, x)
+    grad = jax.vmap(jax.grad(log_rising_factorial))
+    with jax.enable_x64(True):
+        got = np.asarray(log_rising_factorial(jnp.asarray(r), jnp.asarray(x)))
+        got_grad = np.asarray(grad(jnp.ravel(jnp.asarray(r)), jnp.ravel(jnp.asarray(x))))
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(got_grad.reshape(r.shape), want_grad, rtol=1e-11, atol=1e-14)
+    # float32: relative to max(1, |value|), far below lgamma(x + r) - lgamma(r) in float32.
+    got32 = np.asarray(log_rising_factorial(jnp.asarray(r, jnp.float32),
+                                            jnp.asarray(x, jnp.float32)))
+    assert np.max(np.abs(got32 - want) / np.maximum(np.abs(want), 1)) < 2e-6

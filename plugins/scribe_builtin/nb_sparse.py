@@ -20,9 +20,71 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import gammaln
 
 from scribe.counts import SparseCounts
+
+# Rising factorials up to this many factors are multiplied out (two logs of four
+# factors each); longer ones add a Stirling difference whose arguments are >= r + 8.
+_HEAD = 8
+
+
+def _stirling_difference(z0, d):
+    """``lgamma(z0 + d) - lgamma(z0)`` and its derivative in ``z0``, for ``z0 >= 8``.
+
+    Stirling's series to ``z^-7`` (the next term is below ``1 / (1188 z^9)``, 7e-12 at
+    ``z = 8``) and the matching digamma series. The leading part is written through
+    ``log1p(d / z0)`` with ``d >= 0`` passed exactly, so large ``z`` (large ``r``) loses
+    no precision to the difference of two large numbers.
+    """
+    z1 = z0 + d
+    log_ratio = jnp.log1p(d / z0)
+    leading = (z1 - 0.5) * log_ratio + d * (jnp.log(z0) - 1.0)
+
+    def series(z):
+        inv2 = 1.0 / (z * z)
+        return (1.0 / 12 - inv2 * (1.0 / 360 - inv2 * (1.0 / 1260 - inv2 / 1680))) / z
+
+    def digamma_series(z):  # psi(z) - log(z)
+        inv2 = 1.0 / (z * z)
+        return -0.5 / z - inv2 * (1.0 / 12 - inv2 * (1.0 / 120 - inv2 * (1.0 / 252
+                                                                           - inv2 / 240)))
+
+    value = leading + series(z1) - series(z0)
+    derivative = log_ratio + digamma_series(z1) - digamma_series(z0)
+    return value, derivative
+
+
+def _log_rising_and_derivative(r, x):
+    # Factors r + j for j < min(x, 8), multiplied out; the rest by Stirling.
+    head = [jnp.where(j < x, r + j, 1.0) for j in range(_HEAD)]
+    value = (jnp.log(head[0] * head[1] * head[2] * head[3])
+             + jnp.log(head[4] * head[5] * head[6] * head[7]))
+    derivative = sum(jnp.where(j < x, 1.0 / (r + j), 0.0) for j in range(_HEAD))
+    tail, tail_derivative = _stirling_difference(r + _HEAD, jnp.maximum(x - _HEAD, 0.0))
+    long = x > _HEAD
+    return (value + jnp.where(long, tail, 0.0),
+            derivative + jnp.where(long, tail_derivative, 0.0))
+
+
+@jax.custom_jvp
+def log_rising_factorial(r, x):
+    """``lgamma(x + r) - lgamma(r) = sum_{j < x} log(r + j)`` for integer ``x >= 0``.
+
+    XLA's ``lgamma`` costs about 30 times a ``log`` on CPU, and this is evaluated once
+    per non-zero and component: the first eight factors are multiplied out, the rest
+    (rare in UMI data) come from Stirling's series. The derivative in ``r``,
+    ``psi(x + r) - psi(r)``, is computed alongside, so the backward pass is one
+    multiplication. Exact to float rounding for ``r`` up to about ``1e9``; ``x`` is data
+    and has no derivative.
+    """
+    return _log_rising_and_derivative(r, x)[0]
+
+
+@log_rising_factorial.defjvp
+def _log_rising_factorial_jvp(primals, tangents):
+    r, x = primals
+    value, derivative = _log_rising_and_derivative(r, x)
+    return value, derivative * tangents[0]
 
 
 class NBSums:
@@ -51,8 +113,7 @@ class NBSums:
 
     def _lgamma_ratio(self):
         """``lgamma(x + r) - lgamma(r)`` per stored entry (0 for padding)."""
-        r = self.r[self.counts.genes]
-        return gammaln(self.counts.values + r) - gammaln(r)
+        return log_rising_factorial(self.r[self.counts.genes], self.counts.values)
 
     def _log_zero_dense(self):
         """``B_cg = log(gate + (1 - gate)(1 - p_hat_c)^r_g)``, ``(C, G)`` (zinbvcp only)."""

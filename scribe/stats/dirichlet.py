@@ -10,6 +10,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import digamma, polygamma
 from jax.typing import ArrayLike
@@ -88,14 +89,22 @@ def fit_dirichlet_minka(
     max_iter: int = 1000,
     tol: float = 1e-6,
 ) -> jax.Array:
-    """Maximum-likelihood Dirichlet concentrations by Minka's fixed-point iteration.
+    """Maximum-likelihood Dirichlet concentrations by Minka's fixed point.
 
-    Iterates ``alpha_k <- psi^-1(psi(sum_j alpha_j) + mean_n log x_nk)`` from a
-    moment-matching start, for every batch row at once inside one ``lax.while_loop``.
-    A row stops (its value is frozen) once the largest relative change of its
-    concentrations falls below ``tol``; the loop ends when all rows have stopped or
-    after ``max_iter`` iterations. A row's result therefore does not depend on which
-    other rows are fitted with it.
+    The maximum-likelihood estimate satisfies Minka's fixed-point equation
+    ``alpha_k = psi^-1(psi(s) + mean_n log x_nk)`` with ``s = sum_j alpha_j``. Its right
+    side depends on ``alpha`` only through the precision ``s``, so the iteration
+    ``alpha <- psi^-1(psi(sum alpha) + mean log x)`` is a scalar iteration on ``s``,
+    whose rate ``1 - K / (2 s)`` makes it crawl for concentrated rows (K = 3, s = 350:
+    ~250 iterations per e-fold, and a step below ``tol`` while still 3e-4 away). Each
+    iteration here therefore evaluates the same map at a precision updated by Newton's
+    method on ``log T(s) - log s`` (``T(s)`` the sum of the map; strictly decreasing in
+    ``log s``, one root), with steps limited to a factor ``e``, bisection inside the
+    bracket the signs have established, and the plain fixed-point step wherever the
+    derivative is unusable. All batch rows iterate together inside one
+    ``lax.while_loop``; a row stops (is frozen) once the largest relative change of its
+    concentrations between iterations falls below ``tol``, so its result does not
+    depend on the other rows. Starts from moment matching.
 
     Parameters
     ----------
@@ -105,7 +114,7 @@ def fit_dirichlet_minka(
     sample_axis : int, default 0
         Axis holding the ``S`` draws; any axis but the last.
     max_iter : int, default 1000
-        Largest number of fixed-point iterations.
+        Largest number of iterations (typically fewer than 10 are needed).
     tol : float, default 1e-6
         Convergence threshold on ``max_k |alpha_new - alpha| / alpha`` per row.
 
@@ -113,16 +122,19 @@ def fit_dirichlet_minka(
     -------
     jax.Array
         Concentrations, ``samples``' shape without ``sample_axis``, e.g. ``(S, C, K)``
-        with ``sample_axis=0`` gives ``(C, K)``; in the input float dtype.
+        with ``sample_axis=0`` gives ``(C, K)``; in the input float dtype. Rows with NaN
+        draws give NaN.
 
     Notes
     -----
     The likelihood has no maximum when a row's draws are (numerically) identical:
-    the concentrations grow without bound along the mean. The total concentration is
-    therefore capped at ``1 / eps`` of the dtype (about 8.4e6 in float32, 4.5e15 in
-    float64); such rows return ``mean * cap``, which keeps the fitted mean exact and
-    marks the row as degenerate. A coordinate that is always 0 gets a concentration
-    near 0 instead of ``log 0``.
+    the concentrations grow without bound along the mean. The precision is therefore
+    capped at ``1 / eps`` of the dtype (about 8.4e6 in float32, 4.5e15 in float64);
+    such rows return concentrations summing to the cap with the draws' mean as their
+    mean, which marks the row as degenerate. A coordinate that is always 0 gets a
+    concentration near 0 instead of ``log 0``. In float32 the precision of very
+    concentrated rows is only determined to about ``1e-7 * s / K`` relative (the
+    likelihood is that flat along ``s``).
     """
     samples = jnp.asarray(samples)
     samples = samples.astype(_float_dtype(samples))
@@ -135,33 +147,56 @@ def fit_dirichlet_minka(
         raise ValueError("sample_axis cannot be the last axis: that is the simplex axis")
     info = jnp.finfo(samples.dtype)
     max_precision = 1.0 / float(info.eps)
+    log_cap = float(np.log(max_precision))
     x = jnp.clip(jnp.moveaxis(samples, axis, 0), info.tiny, 1.0)
 
     mean_log = jnp.mean(jnp.log(x), axis=0)  # sufficient statistic, (..., K)
-    precision = _moment_precision(x, max_precision)
-    alpha0 = jnp.mean(x, axis=0) / jnp.sum(jnp.mean(x, axis=0), axis=-1, keepdims=True)
-    alpha0 = jnp.maximum(alpha0 * precision[..., None], info.tiny)
+    mean = jnp.mean(x, axis=0)
+    mean = mean / jnp.sum(mean, axis=-1, keepdims=True)
+    precision = _moment_precision(x, max_precision)  # (...,)
+    alpha0 = jnp.maximum(mean * precision[..., None], info.tiny)
 
-    def cap(alpha):
-        total = jnp.sum(alpha, axis=-1, keepdims=True)
-        return alpha * jnp.minimum(1.0, max_precision / total)
-
-    def update(alpha):
-        total = jnp.sum(alpha, axis=-1, keepdims=True)
-        new = inverse_digamma(digamma(total) + mean_log)
-        return cap(jnp.maximum(new, info.tiny))
+    def minka_map(log_s):
+        """alpha(s) = psi^-1(psi(s) + mean log x), the right side of the fixed point."""
+        alpha = inverse_digamma(digamma(jnp.exp(log_s))[..., None] + mean_log)
+        return jnp.maximum(alpha, info.tiny)
 
     def cond(state):
-        i, _, done = state
+        i, *_, done = state
         return (i < max_iter) & ~jnp.all(done)
 
     def body(state):
-        i, alpha, done = state
-        new = update(alpha)
-        change = jnp.max(jnp.abs(new - alpha) / alpha, axis=-1)
-        alpha = jnp.where(done[..., None], alpha, new)
-        return i + 1, alpha, done | (change < tol)
+        i, log_s, alpha_prev, lo, hi, done = state
+        alpha = minka_map(log_s)
+        change = jnp.max(jnp.abs(alpha - alpha_prev) / alpha_prev, axis=-1)
+        converged = (change < tol) | (hi - lo < tol)
 
-    done0 = jnp.zeros(alpha0.shape[:-1], dtype=bool)
-    _, alpha, _ = lax.while_loop(cond, body, (0, cap(alpha0), done0))
-    return alpha
+        # g(log s) = log T(s) - log s, T(s) = sum_k alpha_k(s); root = the MLE precision.
+        s = jnp.exp(log_s)
+        total = jnp.sum(alpha, axis=-1)
+        g = jnp.log(total) - log_s
+        # d alpha_k / ds = psi'(s) / psi'(alpha_k)  =>  dg/dlog s = s T'(s) / T - 1 < 0.
+        inv_trigamma = jnp.sum(1.0 / polygamma(1, alpha), axis=-1)
+        dg = s * polygamma(1, s) * inv_trigamma / total - 1.0
+        usable = jnp.isfinite(dg) & (dg < 0)
+        step = jnp.where(usable, -g / jnp.where(usable, dg, -1.0), g)  # else: plain step
+        proposal = log_s + jnp.clip(step, -1.0, 1.0)
+        lo = jnp.where(g > 0, log_s, lo)  # g is decreasing: the root lies above
+        hi = jnp.where(g > 0, hi, log_s)
+        bracketed = jnp.isfinite(lo) & jnp.isfinite(hi)
+        outside = (proposal <= lo) | (proposal >= hi)
+        proposal = jnp.where(bracketed & outside, 0.5 * (lo + hi), proposal)
+        proposal = jnp.minimum(proposal, log_cap)
+
+        stop = done | converged
+        alpha_out = jnp.where(done[..., None], alpha_prev, alpha)
+        return i + 1, jnp.where(stop, log_s, proposal), alpha_out, lo, hi, stop
+
+    batch = alpha0.shape[:-1]
+    log_s0 = jnp.log(jnp.sum(alpha0, axis=-1))
+    inf = jnp.full(batch, jnp.inf, alpha0.dtype)
+    state = (0, log_s0, alpha0, -inf, inf, jnp.zeros(batch, dtype=bool))
+    alpha = lax.while_loop(cond, body, state)[2]
+    # Degenerate rows sit at the cap, where the map's sum exceeds s by about (K - 1) / 2.
+    total = jnp.sum(alpha, axis=-1, keepdims=True)
+    return alpha * jnp.minimum(1.0, max_precision / total)
