@@ -10,12 +10,34 @@ import sys
 
 
 def step_table(data: dict) -> str:
-    lines = ["| size | batch | model type | first call (s) | step (ms) | × hand-written |",
-             "|---|---|---|---:|---:|---:|"]
+    if "data" not in data:  # the older format: dense data, no memory figures
+        lines = ["| size | batch | model type | first call (s) | step (ms) | × hand-written |",
+                 "|---|---|---|---:|---:|---:|"]
+        for row in data["rows"]:
+            lines.append(f"| {row['size']} | {row['batch_size']} | {row['model_type']} | "
+                         f"{row['first_call_s']:.2f} | {row['step_ms']:.2f} | "
+                         f"{row['ratio_to_handwritten']:.2f} |")
+        return "\n".join(lines)
+    lines = [f"Parameterization `{data['meta']['parameterization']}`; K = 3 for mixtures.", "",
+             "| size | density | non-zeros | max count | histogram entries | sparse input (MB) "
+             "| statistics (MB) | idle process RSS (MB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for d in data["data"]:
+        lines.append(f"| {d['size']} | {d['density']:.1%} | {d['nnz']:,} | {d['max_count']:.0f} | "
+                     f"{d['histogram_entries']:,} | {d['sparse_input_mb']:.1f} | "
+                     f"{d['statistics_mb']:.2f} | {d['idle_rss_mb']:.0f} |")
+    lines += ["", "| size | batch | model type | setup (s) | first call (s) | step (ms) "
+              "| speed-up vs hand-written | peak RSS (MB) |",
+              "|---|---|---|---:|---:|---:|---:|---:|"]
     for row in data["rows"]:
+        if "step_ms" not in row:
+            lines.append(f"| {row['size']} | {row['batch_size']} | {row['model_type']} | "
+                         f"{row.get('error', 'failed')} | | | | |")
+            continue
+        speedup = f"{row['speedup']:.1f}×" if row.get("speedup") else "—"
         lines.append(f"| {row['size']} | {row['batch_size']} | {row['model_type']} | "
-                     f"{row['first_call_s']:.2f} | {row['step_ms']:.2f} | "
-                     f"{row['ratio_to_handwritten']:.2f} |")
+                     f"{row['setup_s']:.1f} | {row['first_call_s']:.1f} | "
+                     f"{row['step_ms']:.3g} | {speedup} | {row['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 

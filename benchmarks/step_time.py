@@ -3,7 +3,8 @@
 Counts are simulated once per size with low capture, so that 5-10 % of entries are
 non-zero as in real droplet data; every model type fits the same matrix. Each
 configuration runs in its own worker process, so its peak resident memory is its own
-(``os.wait4``). A worker measures:
+(``os.wait4``; the parent stays small and never imports numpy or JAX, because a forked
+child's peak RSS starts at its parent's). A worker measures:
 
 * ``setup_s``: from the CSR matrix to a ready SVI state (statistics, initial values);
 * ``first_call_s``: the first call of the jitted ``svi.update`` (compile + one step);
@@ -135,6 +136,8 @@ def worker(size: str, model_type: str, batch: str, parameterization: str,
 def run_worker(args, size, model_type, batch) -> dict:
     command = [sys.executable, __file__, "--worker", size, model_type, batch,
                "--parameterization", args.parameterization, "--seconds", str(args.seconds)]
+    if model_type == "summary":
+        command = [sys.executable, __file__, "--summary", size]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -170,17 +173,24 @@ def main() -> None:
                         help="aim for this much timed work per configuration")
     parser.add_argument("--out", default=None)
     parser.add_argument("--worker", nargs=3, metavar=("SIZE", "MODEL_TYPE", "BATCH"))
+    parser.add_argument("--summary", metavar="SIZE")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker, args.parameterization, args.seconds)))
         return
+    if args.summary:
+        import jax
+        import numpyro
 
-    import jax
-    import numpyro
+        print(json.dumps(dict(data_summary(args.summary), jax=jax.__version__,
+                              numpyro=numpyro.__version__)))
+        return
 
     data, rows = [], []
     for size in args.sizes:
-        summary = data_summary(size)
+        summary = run_worker(args, size, "summary", "none")
+        versions = dict(jax=summary.pop("jax"), numpyro=summary.pop("numpyro"))
+        summary.pop("peak_rss_mb")
         summary["idle_rss_mb"] = run_worker(args, size, "idle", "none")["peak_rss_mb"]
         data.append(summary)
         print(json.dumps(summary), flush=True)
@@ -195,8 +205,7 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.out:
-        meta = dict(machine=platform.platform(), cpu_count=os.cpu_count(),
-                    jax=jax.__version__, numpyro=numpyro.__version__,
+        meta = dict(machine=platform.platform(), cpu_count=os.cpu_count(), **versions,
                     parameterization=args.parameterization)
         Path(args.out).write_text(json.dumps(dict(meta=meta, data=data, rows=rows), indent=2))
 
