@@ -34,6 +34,7 @@ COLUMNS_ATTR = "scribe_columns"        # JSON list of variable names, in column 
 COLUMN_NAME_ATTR = "scribe_column"     # JSON of the original column name
 INDEX_NAME_ATTR = "scribe_index_name"
 COLUMNS_NAME_ATTR = "scribe_columns_name"
+COLUMNS_DTYPE_ATTR = "scribe_columns_dtype"   # "range" for a RangeIndex
 KIND_ATTR = "scribe_kind"              # "categorical" or a pandas extension dtype name
 CATEGORIES_ATTR = "scribe_categories"
 ORDERED_ATTR = "scribe_ordered"
@@ -118,7 +119,9 @@ def to_dataset(frame: pd.DataFrame | None, dim: str, size: int) -> xr.Dataset:
                                            f"{dim} metadata column {frame.columns[i]!r}"))
     attrs = {FRAME_ATTR: 1, COLUMNS_ATTR: nested.dumps(names),
              INDEX_NAME_ATTR: nested.dumps(frame.index.name),
-             COLUMNS_NAME_ATTR: nested.dumps(frame.columns.name)}
+             COLUMNS_NAME_ATTR: nested.dumps(frame.columns.name),
+             COLUMNS_DTYPE_ATTR: ("range" if isinstance(frame.columns, pd.RangeIndex)
+                                  else frame.columns.dtype.str)}
     return xr.Dataset(variables, coords={dim: xr.Variable(dim, index, index_attrs)},
                       attrs=attrs)
 
@@ -150,6 +153,7 @@ def from_dataset(dataset: xr.Dataset, dim: str) -> pd.DataFrame | None:
     columns = [nested.loads(dataset[n].attrs[COLUMN_NAME_ATTR]) for n in names]
     data = {i: _column_values(dataset, n) for i, n in enumerate(names)}
     frame = pd.DataFrame(data, index=index)
-    frame.columns = pd.Index(columns, name=nested.loads(dataset.attrs[COLUMNS_NAME_ATTR]),
-                             dtype=object if not columns else None)
+    name, dtype = nested.loads(dataset.attrs[COLUMNS_NAME_ATTR]), dataset.attrs[COLUMNS_DTYPE_ATTR]
+    frame.columns = (pd.RangeIndex(len(columns), name=name) if dtype == "range"
+                     else pd.Index(columns, name=name, dtype=np.dtype(dtype)))
     return frame

@@ -82,7 +82,7 @@ class Metadata:
                 raise
             if name not in self._unstored:
                 warnings.warn(f"{error}; kept in memory, but saving the results will fail "
-                              f"until it is changed", UserWarning, stacklevel=4)
+                              f"until it is changed", UserWarning, stacklevel=3)
             self._unstored.add(name)
             self._store_fallback(name, value)
         self._held[name] = (value, self._stored(name))

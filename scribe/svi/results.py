@@ -17,7 +17,15 @@ from scribe.scipy_backend import to_scipy
 from scribe.svi import idata, layout, nested
 from scribe.svi.metadata import PRIORS_ATTR
 from scribe.svi.model_view import distribution_mode_and_mean
-from scribe.svi.storage import CONFIG_ATTR, LOG_LIKELIHOOD, OBSERVED, PREDICTIVE, ResultsStore
+from scribe.svi.storage import (
+    CONFIG_ATTR,
+    LOG_LIKELIHOOD,
+    OBSERVED,
+    PARAMS,
+    POSTERIOR,
+    PREDICTIVE,
+    ResultsStore,
+)
 
 _DEFAULT_KEY = jax.random.PRNGKey(42)
 
@@ -253,9 +261,11 @@ class ScribeSVIResults(ResultsStore):
             if name in (PREDICTIVE, LOG_LIKELIHOOD):
                 continue
             dataset = self._group(name)
-            dataset = dataset.drop_vars(dropped & set(dataset.data_vars))
-            groups[name] = dataset.isel({COMPONENT: k}, missing_dims="ignore").drop_vars(
-                COMPONENT, errors="ignore")
+            if name in (POSTERIOR, PARAMS):
+                dataset = dataset.drop_vars(dropped & set(dataset.data_vars))
+            if COMPONENT in dataset.dims:
+                dataset = dataset.isel({COMPONENT: k}).drop_vars(COMPONENT)
+            groups[name] = dataset
         config = ModelConfig(
             model_type=self.model_config.base_model_type,
             parameterization=self.model_config.parameterization,
