@@ -305,6 +305,9 @@ def test_save_load_round_trip_of_a_fit(nbdm_fit, tmp_path):
     np.testing.assert_array_equal(loaded.observed_counts.toarray(), counts)
     assert list(loaded.idata.posterior["gene"].values) == GENES
     assert list(loaded.idata.posterior_predictive["cell"].values) == CELLS
+    # The file is an ordinary ArviZ netCDF file.
+    plain = az.from_netcdf(str(tmp_path / "fit.nc"))
+    np.testing.assert_array_equal(plain.posterior["r"].values, res.idata.posterior["r"].values)
     # Loaded results work like fresh ones, and ArviZ reads them the same.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)   # Pareto k of a 300-step fit
