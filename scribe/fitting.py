@@ -34,6 +34,7 @@ def fit(
     stable_update: bool = True,
     progress: bool = True,
     component_specific_params: bool = False,
+    store_counts: bool = False,
 ) -> ScribeSVIResults:
     """Fit a model to UMI counts by stochastic variational inference.
 
@@ -61,6 +62,9 @@ def fit(
     progress : bool, default True
     component_specific_params : bool, default False
         Mixtures: one ``p`` (or ``phi``) per component.
+    store_counts : bool, default False
+        Keep the observed counts in ``results.idata.observed_data`` (as non-zeros; a
+        sparse matrix is never densified) and so in saved files.
 
     Returns
     -------
@@ -84,5 +88,9 @@ def fit(
 
         warnings.warn("some SVI steps had a non-finite loss; with stable_update they were "
                       "skipped", RuntimeWarning, stacklevel=2)
-    return SVIResultsFactory.create_results(run, config, adata, counts, n_cells, n_genes,
-                                            config.model_type, config.n_components, prior_params)
+    results = SVIResultsFactory.create_results(run, config, adata, counts, n_cells, n_genes,
+                                               config.model_type, config.n_components,
+                                               prior_params)
+    if store_counts:
+        results.set_observed_counts(counts)
+    return results

@@ -561,3 +561,16 @@ def test_sampling_compiles_once_per_size(nbdm_fit):
     assert samplers.n_traces == before + 1 and reused < compiled
     res.get_posterior_samples(jax.random.PRNGKey(14), n_samples=S + 1, store_samples=False)
     assert samplers.n_traces == before + 1
+
+
+def test_fit_store_counts_keeps_the_sparse_counts(tmp_path):
+    """``scribe.fit(..., store_counts=True)`` puts the counts in ``observed_data`` as
+    non-zeros, and they survive save/load."""
+    rng = np.random.default_rng(5)
+    dense = rng.negative_binomial(1.0, 0.7, size=(40, 9)).astype(np.float32)
+    results = scribe.fit(sp.csr_matrix(dense), n_steps=3, progress=False, store_counts=True)
+    np.testing.assert_array_equal(results.observed_counts.toarray(), dense)
+    path = tmp_path / "fit.nc"
+    results.save(path)
+    np.testing.assert_array_equal(scribe.load(path).observed_counts.toarray(), dense)
+    assert scribe.fit(dense, n_steps=3, progress=False).observed_counts is None
