@@ -111,6 +111,8 @@ def _quad_reference(family: str, pa, qa, integrand) -> float:
             points.append(_to_scale(d.isf(_LEVELS), scale))
     points = np.concatenate(points)
     points = np.unique(points[np.isfinite(points)])
+    keep = np.diff(points, prepend=-np.inf) > 1e-9 * (1 + np.abs(points))  # no empty pieces
+    points = points[keep]
 
     def f(u):
         return integrand(logpdf(u, *pa), logpdf(u, *qa))
@@ -232,21 +234,21 @@ def test_identical_zero_bounds_and_symmetry(family):
         assert np.all(js <= hel**2 + 1e-5) and np.all(js >= LOG2 * hel**2 - 1e-5)
 
 
+def _family_args(d):
+    """The two arguments of a Beta or Normal."""
+    return (d.concentration1, d.concentration0) if isinstance(d, dist.Beta) else (d.loc, d.scale)
+
+
 @pytest.mark.parametrize("metric", list(METRICS))
 def test_bijection_invariance(metric):
     """BetaPrime(a, b) equals Beta(a, b), LogNormal(m, s) equals Normal(m, s)."""
     divergence = METRICS[metric][0]
     for image, original in (("betaprime", "beta"), ("lognormal", "normal")):
         p, q = _random_pair(original, seed=5)
-        p_image, q_image = (FAMILIES[image][0](*family_args(d)) for d in (p, q))
+        p_image, q_image = (FAMILIES[image][0](*_family_args(d)) for d in (p, q))
         np.testing.assert_allclose(
             np.asarray(divergence(p_image, q_image)), np.asarray(divergence(p, q)), rtol=1e-6
         )
-
-
-def family_args(d):
-    """The two arguments of a Beta or Normal."""
-    return (d.concentration1, d.concentration0) if isinstance(d, dist.Beta) else (d.loc, d.scale)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,14 +45,19 @@ def assignment_probabilities(
     ValueError
         A concrete temperature that is not finite and positive.
     """
-    log_likelihoods = jnp.asarray(log_likelihoods)
-    if temperature is not None:
-        _check_temperature(temperature)
-        log_likelihoods = log_likelihoods / temperature
+    if temperature is None:
+        return _softmax(jnp.asarray(log_likelihoods))
+    _check_temperature(temperature)  # outside jit, where a given value is concrete
+    return _softmax(jnp.asarray(log_likelihoods), temperature)
+
+
+@jax.jit
+def _softmax(log_likelihoods: jax.Array, temperature=1.0) -> jax.Array:
     # softmax subtracts the row maximum, so very negative log-likelihoods do not underflow.
-    return jax.nn.softmax(log_likelihoods, axis=-1)
+    return jax.nn.softmax(log_likelihoods / temperature, axis=-1)
 
 
+@partial(jax.jit, static_argnames=("axis",))
 def assignment_entropy(probabilities: ArrayLike, axis: int = -1) -> jax.Array:
     """Shannon entropy ``H = -sum_k p_k log p_k`` (natural log) along ``axis``.
 

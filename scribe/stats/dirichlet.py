@@ -169,7 +169,8 @@ def fit_dirichlet_minka(
         i, log_s, alpha_prev, lo, hi, done = state
         alpha = minka_map(log_s)
         change = jnp.max(jnp.abs(alpha - alpha_prev) / alpha_prev, axis=-1)
-        converged = (change < tol) | (hi - lo < tol)
+        # NaN draws make a row NaN from the start: stop it rather than run to max_iter.
+        converged = (change < tol) | (hi - lo < tol) | jnp.isnan(change)
 
         # g(log s) = log T(s) - log s, T(s) = sum_k alpha_k(s); root = the MLE precision.
         s = jnp.exp(log_s)

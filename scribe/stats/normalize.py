@@ -20,25 +20,18 @@ def dirichlet_normalize(
     key: jax.Array,
     concentrations: ArrayLike,
     n_samples_dirichlet: int = 1,
-    *,
-    batch_size: int | None = None,
 ) -> jax.Array:
     """Draw gene proportions from ``Dirichlet(r)`` for every posterior draw of ``r``.
 
     Parameters
     ----------
     key : jax.Array
-        PRNG key; posterior draw ``s`` uses the ``s``-th key of ``split(key, S)``, so
-        results do not depend on ``batch_size``.
+        PRNG key; posterior draw ``s`` uses the ``s``-th key of ``split(key, S)``.
     concentrations : array_like, shape (S, G) or (S, K, G)
         Positive posterior draws of ``r`` (per component ``K`` for mixtures), used as
         Dirichlet concentrations over the ``G`` genes.
     n_samples_dirichlet : int, default 1
         Dirichlet draws per posterior draw (and component).
-    batch_size : int, optional
-        Posterior draws sampled together (vectorised) per step of the ``lax.map`` over
-        draws; ``None`` samples one draw per step, which bounds the working memory to
-        one draw's ``([K,] G, n)`` block plus the output.
 
     Returns
     -------
@@ -52,6 +45,12 @@ def dirichlet_normalize(
     ------
     ValueError
         ``concentrations`` not 2- or 3-dimensional, or ``n_samples_dirichlet < 1``.
+
+    Notes
+    -----
+    Posterior draws are sampled one at a time (``lax.map``), each vectorised over
+    components, genes and its ``n`` Dirichlet draws, so the working memory beyond the
+    output is one draw's ``([K,] G, n)`` block.
     """
     concentrations = jnp.asarray(concentrations)
     if concentrations.ndim not in (2, 3):
@@ -64,11 +63,11 @@ def dirichlet_normalize(
         raise ValueError(f"n_samples_dirichlet must be >= 1, got {n_samples_dirichlet}")
     if not jnp.issubdtype(concentrations.dtype, jnp.floating):
         concentrations = concentrations.astype(jnp.result_type(float))
-    return _sample(key, concentrations, n, batch_size)
+    return _sample(key, concentrations, n)
 
 
-@partial(jax.jit, static_argnums=(2, 3))
-def _sample(key: jax.Array, concentrations: jax.Array, n: int, batch_size: int | None):
+@partial(jax.jit, static_argnums=2)
+def _sample(key: jax.Array, concentrations: jax.Array, n: int) -> jax.Array:
     keys = jax.random.split(key, concentrations.shape[0])
 
     def one_draw(args):
@@ -79,5 +78,5 @@ def _sample(key: jax.Array, concentrations: jax.Array, n: int, batch_size: int |
         )
         return jnp.moveaxis(samples, 0, -1)  # (n, [K,] G) -> ([K,] G, n)
 
-    proportions = lax.map(one_draw, (keys, concentrations), batch_size=batch_size)
+    proportions = lax.map(one_draw, (keys, concentrations))
     return proportions[..., 0] if n == 1 else proportions
