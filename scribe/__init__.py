@@ -17,6 +17,7 @@ from scribe.plugins import (
     hookimpl,
     reload_plugins,
 )
+from scribe.svi.io import load
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "available_parameterizations",
     "fit",
     "hookimpl",
+    "load",
     "reload_plugins",
     "svi",
 ]

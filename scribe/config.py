@@ -110,3 +110,17 @@ class ModelConfig:
             "priors": {k: list(v) for k, v in self.priors.items()},
             "component_specific_params": self.component_specific_params,
         }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict` (validated like any construction).
+
+        Raises
+        ------
+        ValueError
+            Unknown keys, or a model type or parameterization no installed plugin provides.
+        """
+        unknown = set(values) - {f.name for f in attrs.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown model configuration keys: {', '.join(sorted(unknown))}")
+        return cls(**values)

@@ -2,6 +2,7 @@
 
 from scribe.svi.engine import SVIInferenceEngine
 from scribe.svi.factory import SVIResultsFactory
+from scribe.svi.io import load
 from scribe.svi.results import ScribeSVIResults
 
-__all__ = ["SVIInferenceEngine", "SVIResultsFactory", "ScribeSVIResults"]
+__all__ = ["SVIInferenceEngine", "SVIResultsFactory", "ScribeSVIResults", "load"]

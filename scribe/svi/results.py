@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
-from numpyro import handlers
-from numpyro.infer import Predictive
 
 from scribe.config import ModelConfig
 from scribe.families import family_of
-from scribe.parameterization import COMPONENT
+from scribe.parameterization import CELL, COMPONENT, GENE
 from scribe.scipy_backend import to_scipy
-from scribe.svi.model_view import ModelView, distribution_mode_and_mean
+from scribe.svi import idata, layout, nested
+from scribe.svi.metadata import PRIORS_ATTR
+from scribe.svi.model_view import distribution_mode_and_mean
+from scribe.svi.storage import CONFIG_ATTR, LOG_LIKELIHOOD, OBSERVED, PREDICTIVE, ResultsStore
 
 _DEFAULT_KEY = jax.random.PRNGKey(42)
 
@@ -40,10 +38,12 @@ def _split_distribution(distribution):
     return build(())
 
 
-@dataclass
-class ScribeSVIResults:
+class ScribeSVIResults(ResultsStore):
     """Results of SCRIBE variational inference: variational parameters, loss history,
     dataset dimensions, model configuration, optional AnnData metadata and samples.
+
+    Everything is stored in an ``arviz.InferenceData``, ``results.idata`` (layout in
+    :mod:`scribe.svi.storage`); the attributes below are views of it.
 
     Parameters
     ----------
@@ -65,58 +65,6 @@ class ScribeSVIResults:
         Predictive counts ``(n_samples, n_cells, n_genes)``.
     n_components : int, optional
     """
-
-    params: dict
-    loss_history: jnp.ndarray
-    n_cells: int
-    n_genes: int
-    model_type: str
-    model_config: ModelConfig
-    prior_params: dict[str, Any]
-    obs: pd.DataFrame | None = None
-    var: pd.DataFrame | None = None
-    uns: dict | None = None
-    n_obs: int | None = None
-    n_vars: int | None = None
-    posterior_samples: dict | None = None
-    predictive_samples: dict | None = None
-    n_components: int | None = None
-
-    # ---- construction ----------------------------------------------------------------
-    def __post_init__(self) -> None:
-        """Validate model configuration and parameters."""
-        if not isinstance(self.model_config, ModelConfig):
-            raise TypeError(f"model_config must be a scribe.ModelConfig, got "
-                            f"{type(self.model_config).__name__}")
-        if self.model_type != self.model_config.model_type:
-            raise ValueError(f"model_type '{self.model_type}' does not match the model "
-                             f"configuration's '{self.model_config.model_type}'")
-        if self.n_components is None:
-            self.n_components = self.model_config.n_components
-        if self.n_components != self.model_config.n_components:
-            raise ValueError(f"n_components={self.n_components} does not match the model "
-                             f"configuration's {self.model_config.n_components}")
-        self.n_cells, self.n_genes = int(self.n_cells), int(self.n_genes)
-        self.n_obs = self.n_cells if self.n_obs is None else self.n_obs
-        self.n_vars = self.n_genes if self.n_vars is None else self.n_vars
-        for frame, size, what in ((self.obs, self.n_cells, "obs"), (self.var, self.n_genes, "var")):
-            if frame is not None and len(frame) != size:
-                raise ValueError(f"{what} has {len(frame)} rows, expected {size}")
-        self._view = ModelView(self.model_config, self.n_cells, self.n_genes)
-        composition = self._view.composition
-        if composition is not None:
-            expected = {name for site in composition.sites.values() for name in site.param_names}
-            missing = expected - set(self.params)
-            if missing:
-                raise ValueError(f"params lack {', '.join(sorted(missing))} required by "
-                                 f"'{self.model_type}' ({self.model_config.parameterization})")
-            for site in composition.sites.values():
-                shape = ((self.n_cells,) if site.scope == "cell"
-                         else composition.value_shape(site, self.n_genes))
-                for name in site.param_names:
-                    if tuple(jnp.shape(self.params[name])) != shape:
-                        raise ValueError(f"param '{name}' has shape "
-                                         f"{tuple(jnp.shape(self.params[name]))}, expected {shape}")
 
     @classmethod
     def from_anndata(cls, adata, params: dict, loss_history: jnp.ndarray,
@@ -182,31 +130,21 @@ class ScribeSVIResults:
                               store_samples: bool = True) -> dict:
         """Draw from the variational posterior; adds canonical parameters to the draws.
 
+        The sampler is compiled once per ``n_samples`` and results object.
+
         Returns
         -------
         dict
             ``{name: array (n_samples, ...)}`` for sampled sites and canonical parameters.
         """
-        draws = Predictive(self._view.guide(), params=self.params, num_samples=n_samples)(
-            rng_key, self.n_cells, self.n_genes)
-        samples = {**self._view.canonical_batched(draws), **draws}
+        samples = self._samplers.posterior(self.params, rng_key, n_samples)
         if store_samples:
-            self.posterior_samples = dict(samples)
-        return samples
+            self.posterior_samples = samples
+        return dict(samples)
 
     def _predict(self, samples: dict, rng_key, batch_size: int | None) -> jnp.ndarray:
-        model = self._view.model()
         sampled = {k: samples[k] for k in self._view.sampled_sites(samples)}
-        n_draws = next(iter(sampled.values())).shape[0]
-
-        def one_draw(args):
-            key, values = args
-            conditioned = handlers.substitute(handlers.seed(model, key), data=values)
-            trace = handlers.trace(conditioned).get_trace(self.n_cells, self.n_genes)
-            return trace["counts"]["value"]
-
-        keys = jax.random.split(rng_key, n_draws)
-        return jax.lax.map(one_draw, (keys, sampled), batch_size=batch_size)
+        return self._samplers.predictive(sampled, rng_key, batch_size)
 
     def get_predictive_samples(self, rng_key=_DEFAULT_KEY, batch_size: int | None = None,
                                store_samples: bool = True) -> jnp.ndarray:
@@ -215,9 +153,10 @@ class ScribeSVIResults:
         ``batch_size`` posterior draws are simulated at a time (None: all at once); the
         result does not depend on it.
         """
-        if self.posterior_samples is None:
+        samples = self.posterior_samples
+        if samples is None:
             raise ValueError("no posterior samples: call get_posterior_samples() first")
-        predictive = self._predict(self.posterior_samples, rng_key, batch_size)
+        predictive = self._predict(samples, rng_key, batch_size)
         if store_samples:
             self.predictive_samples = predictive
         return predictive
@@ -266,65 +205,64 @@ class ScribeSVIResults:
                         f"not {type(index).__name__}")
 
     def __getitem__(self, index) -> ScribeSVIResults:
-        """Results restricted to a subset of genes (an int keeps a gene axis of length 1)."""
+        """Results restricted to a subset of genes (an int keeps a gene axis of length 1).
+
+        Every group follows along its ``gene`` dim; the per-cell log-likelihood, a sum
+        over all genes, is dropped.
+        """
         genes = self._gene_indices(index)
-        take = self._view.gene_axis_entries
+        groups = {}
+        for name in idata.group_names(self.idata):
+            dataset = self._group(name)
+            if name == LOG_LIKELIHOOD:
+                continue
+            if name == OBSERVED:
+                counts = self.observed_counts[:, genes]
+                dataset = layout.observed_dataset(counts, self._axes_for(genes))
+            elif name == PREDICTIVE:
+                dataset = layout.predictive_dataset(
+                    dataset["counts"].values[0][..., genes], self._axes_for(genes))
+            else:
+                dataset = dataset.isel({GENE: genes}, missing_dims="ignore")
+            groups[name] = dataset
+        attrs = dict(idata.container_attrs(self._idata), n_vars=len(genes))
+        return self._from_container(idata.make_container(groups, attrs))
 
-        def subset(values: dict | None, leading: int):
-            if values is None:
-                return None
-            chosen = take(values, leading)
-            return {k: (v[..., genes] if k in chosen else v) for k, v in values.items()}
-
-        predictive = self.predictive_samples
-        return dataclasses.replace(
-            self,
-            params=subset(self.params, 0),
-            n_genes=len(genes),
-            n_vars=len(genes),
-            var=None if self.var is None else self.var.iloc[genes],
-            posterior_samples=subset(self.posterior_samples, 1),
-            predictive_samples=None if predictive is None else predictive[..., genes],
-        )
+    def _axes_for(self, genes: np.ndarray) -> layout.Axes:
+        axes = self._axes()
+        return layout.Axes(axes.coords[CELL], axes.coords[GENE][genes], self.n_components,
+                           axes.scopes)
 
     def get_component(self, component_index: int) -> ScribeSVIResults:
-        """The results of one mixture component, as a non-mixture model of the base type."""
+        """The results of one mixture component, as a non-mixture model of the base type.
+
+        Variables along ``component`` keep component ``k``; mixture-only quantities (the
+        mixing weights and their parameters), predictive counts and the log-likelihood are
+        dropped.
+        """
         if not self.model_config.is_mixture:
             raise ValueError(f"get_component needs a mixture model; '{self.model_type}' is not")
         k = int(component_index)
         if not 0 <= k < self.n_components:
             raise IndexError(f"component {component_index} out of range for "
                              f"{self.n_components} components")
-        view = self._view
-        dropped = {name for name, scope in view.all_scopes().items() if scope == COMPONENT}
-
-        def select(values: dict | None, leading: int):
-            if values is None:
-                return None
-            chosen = view.component_axis_entries(values, leading)
-            out = {}
-            for name, value in values.items():
-                if name in dropped:
-                    continue
-                if name == "p_hat" and jnp.ndim(value) == leading + 2:
-                    value = value[..., k]
-                elif name in chosen:
-                    value = value[(slice(None),) * leading + (k,)]
-                out[name] = value
-            return out
-
+        dropped = {name for name, scope in self._view.all_scopes().items()
+                   if scope == COMPONENT}
+        groups = {}
+        for name in idata.group_names(self.idata):
+            if name in (PREDICTIVE, LOG_LIKELIHOOD):
+                continue
+            dataset = self._group(name)
+            dataset = dataset.drop_vars(dropped & set(dataset.data_vars))
+            groups[name] = dataset.isel({COMPONENT: k}, missing_dims="ignore").drop_vars(
+                COMPONENT, errors="ignore")
         config = ModelConfig(
             model_type=self.model_config.base_model_type,
             parameterization=self.model_config.parameterization,
             priors={n: v for n, v in self.model_config.priors.items() if n not in dropped},
         )
-        return dataclasses.replace(
-            self,
-            params=select(self.params, 0),
-            model_type=config.model_type,
-            model_config=config,
-            prior_params={n: v for n, v in self.prior_params.items() if n not in dropped},
-            posterior_samples=select(self.posterior_samples, 1),
-            predictive_samples=None,
-            n_components=None,
-        )
+        attrs = dict(idata.container_attrs(self._idata))
+        attrs[CONFIG_ATTR] = nested.dumps(config.to_dict(), "model_config")
+        attrs[PRIORS_ATTR] = nested.dumps(
+            {n: v for n, v in self.prior_params.items() if n not in dropped}, "prior_params")
+        return self._from_container(idata.make_container(groups, attrs))

@@ -1,0 +1,115 @@
+"""The results' container: the only module that talks to ArviZ.
+
+The rest of scribe builds one plain ``xarray.Dataset`` per group and hands the groups
+here. With ArviZ 0.x they live in an ``arviz.InferenceData``; ArviZ >= 1.0 replaces it
+by ``xarray.DataTree`` (one child node per group, the attributes on the root). Swapping
+the backend means rewriting the five container functions below (:func:`make_container`,
+:func:`group_names`, :func:`get_group`, :func:`set_group`, :func:`container_attrs`);
+:func:`save` and :func:`load` already go through ``xarray.DataTree``, whose file layout
+(one netCDF / zarr group per InferenceData group, the container's attributes on the root
+group) is the one ``arviz.from_netcdf`` reads and writes.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+NETCDF_ENGINE = "h5netcdf"
+
+
+@cache
+def _arviz():
+    # Imported on first use: it takes a second (matplotlib) and `import scribe` need not
+    # pay for it. ArviZ 0.2x announces its 1.0 refactor with a FutureWarning on import;
+    # that note is for ArviZ's users, not scribe's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz
+
+
+def arviz_version() -> str:
+    return _arviz().__version__
+
+
+# ---- the container ------------------------------------------------------------------------
+def make_container(groups: Mapping[str, xr.Dataset], attrs: Mapping[str, Any]):
+    """An ``arviz.InferenceData`` holding ``groups`` (in order) and global ``attrs``."""
+    container = _arviz().InferenceData(attrs=dict(attrs))
+    for name, dataset in groups.items():
+        # Item assignment keeps groups without data variables (``var`` without columns
+        # still carries the gene names), which the constructor would drop.
+        container[name] = dataset
+    return container
+
+
+def group_names(container) -> list[str]:
+    return list(container.groups())
+
+
+def get_group(container, name: str) -> xr.Dataset | None:
+    return container[name] if name in container.groups() else None
+
+
+def set_group(container, name: str, dataset: xr.Dataset | None) -> None:
+    """Replace (or, with ``dataset=None``, remove) one group in place."""
+    if name in container.groups():
+        del container[name]
+    if dataset is not None:
+        container[name] = dataset
+
+
+def container_attrs(container) -> dict[str, Any]:
+    """The container's global attributes (a live, mutable dict)."""
+    return container.attrs
+
+
+# ---- files ----------------------------------------------------------------------------------
+def _is_zarr(path: str | os.PathLike) -> bool:
+    return str(path).rstrip("/").endswith(".zarr")
+
+
+def _compression(groups: Mapping[str, xr.Dataset]) -> dict[str, dict]:
+    # zlib for numeric arrays (predictive counts shrink several-fold); strings, scalars
+    # and empty arrays are stored as they are (HDF5 cannot chunk them).
+    encoding = {}
+    for name, dataset in groups.items():
+        encoding[f"/{name}"] = {
+            var: {"zlib": True} for var, v in dataset.variables.items()
+            if v.dtype.kind in "biuf" and v.ndim and v.size
+        }
+    return encoding
+
+
+def save(container, path: str | os.PathLike) -> None:
+    """Write every group and the global attributes to ``path``.
+
+    netCDF-4 through h5netcdf; a path ending in ``.zarr`` writes a zarr store instead
+    (needs the ``zarr`` package).
+    """
+    groups = {name: get_group(container, name) for name in group_names(container)}
+    tree = xr.DataTree.from_dict(
+        {"/": xr.Dataset(attrs=dict(container_attrs(container))), **groups})
+    if _is_zarr(path):
+        tree.to_zarr(path, mode="w", consolidated=False)
+    else:
+        tree.to_netcdf(path, mode="w", engine=NETCDF_ENGINE, encoding=_compression(groups))
+
+
+def load(path: str | os.PathLike):
+    """Read a container written by :func:`save` (fully into memory; the file is closed)."""
+    if _is_zarr(path):
+        tree = xr.load_datatree(path, engine="zarr", consolidated=False)
+    else:
+        tree = xr.load_datatree(path, engine=NETCDF_ENGINE)
+    groups = {name: node.to_dataset(inherit=False) for name, node in tree.children.items()}
+    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in tree.attrs.items()}
+    return make_container(groups, attrs)
