@@ -172,7 +172,10 @@ class LogLikelihoodEvaluator:
         names = self.parameter_names(draws)
         params = {n: draws[n] for n in names}
         cell_names = frozenset(self.cell_names(params, leading=1))
-        blocks, remainder = counts.split_cells(batch_size)
+        if batch_size is None or batch_size >= counts.n_cells:
+            blocks, remainder = None, counts  # the full matrix: histogram sums by gene
+        else:
+            blocks, remainder = counts.split_cells(batch_size)
         key = (by, bool(split and self.mixture), weight_type if weights is not None else None,
                cell_names)
         fn = self._compiled.get(key)
