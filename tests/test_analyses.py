@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import arviz as az
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
@@ -179,6 +180,15 @@ def test_weights_against_scipy(counts, mix, weight_type):
                                      weights=weights, weight_type=weight_type, batch_size=7)
             close(out[2], reference_sums(counts, draw, by, weights, weight_type, split),
                   err_msg=f"{by} split={split}")
+
+
+def test_log_likelihood_with_sampled_posterior(counts):
+    """Draws from get_posterior_samples (sampled sites, canonical and derived entries)."""
+    res = make_results("zinbvcp_mix", "odds_ratio", 2, True, seed=9)
+    samples = res.get_posterior_samples(jax.random.PRNGKey(3), n_samples=3)
+    out = res.log_likelihood(counts, return_by="gene", split_components=True, batch_size=6)
+    for s in range(3):
+        close(out[s], reference_sums(counts, per_draw(samples, s), "gene", split=True))
 
 
 def test_loo_after_log_likelihood(counts):
@@ -362,3 +372,25 @@ def test_log_likelihood_for_plugin_model_types(counts, plugins_installed):
         positive = (np.log1p(-gate) + stats.nbinom.logpmf(counts, r, 1 - p)
                     - np.log1p(-stats.nbinom.pmf(0, r, 1 - p)))
         close(out[s], np.where(counts == 0, np.log(gate), positive).sum(-1))
+
+    # Its mixture: the per-component dense fallback inside the sparse interface.
+    draws = canonical_draws("zinb_mix", n_components=2, seed=7)
+    params = {"p_alpha": jnp.asarray(3.0), "p_beta": jnp.asarray(4.0),
+              "r_loc": jnp.zeros((2, G)), "r_scale": jnp.full((2, G), 0.3),
+              "gate_alpha": jnp.full((2, G), 2.0), "gate_beta": jnp.full((2, G), 5.0),
+              "mixing_concentrations": jnp.full(2, 3.0)}
+    res = ScribeSVIResults(params=params, loss_history=jnp.zeros(2), n_cells=C, n_genes=G,
+                           model_type="hurdle_nb_mix",
+                           model_config=ModelConfig("hurdle_nb_mix", "standard",
+                                                    n_components=2),
+                           prior_params={}, posterior_samples=draws)
+    out = res.log_likelihood(counts, batch_size=7, split_components=True)
+    for s in range(S):
+        p = float(draws["p"][s])
+        for k in range(2):
+            r, gate = (np.asarray(draws[n][s, k], np.float64) for n in ("r", "gate"))
+            positive = (np.log1p(-gate) + stats.nbinom.logpmf(counts, r, 1 - p)
+                        - np.log1p(-stats.nbinom.pmf(0, r, 1 - p)))
+            expected = (np.where(counts == 0, np.log(gate), positive).sum(-1)
+                        + np.log(float(draws["mixing_weights"][s, k])))
+            close(out[s, :, k], expected)
