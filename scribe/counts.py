@@ -183,7 +183,10 @@ class SparseCounts:
         lengths = self.indptr[index + 1] - starts
         ends = jnp.cumsum(lengths)
         position = jnp.arange(capacity, dtype=jnp.int32)
-        row = jnp.minimum(jnp.searchsorted(ends, position, side="right"), index.shape[0] - 1)
+        # Batch row of each buffer position: count the row ends at or before it (a
+        # scatter and a cumulative sum, cheaper than a binary search per position).
+        row_starts = jnp.zeros(capacity + 1, jnp.int32).at[jnp.minimum(ends, capacity)].add(1)
+        row = jnp.minimum(jnp.cumsum(row_starts)[:capacity], index.shape[0] - 1)
         valid = position < ends[-1]
         source = jnp.where(valid, starts[row] + position - (ends[row] - lengths[row]), 0)
         values = jnp.where(valid, self.values[source], 0.0)
