@@ -26,7 +26,12 @@ from scipy.special import gammaln as np_gammaln
 
 _ARRAYS = ("values", "cells", "genes", "cell_totals", "cell_log_factorial", "cell_nonzero",
            "gene_totals", "gene_log_factorial", "gene_nonzero", "indptr",
-           "hist_genes", "hist_shifts", "hist_counts")
+           "hist_genes", "hist_shifts", "hist_counts",
+           "large_values", "large_cells", "large_genes", "large_indptr")
+
+#: Entries above this count are also listed on their own (``large_*``), so that a
+#: likelihood can tabulate small counts per gene and treat the rare large ones apart.
+LARGE_COUNT = 16
 
 
 @jax.tree_util.register_pytree_node_class
@@ -51,14 +56,19 @@ class SparseCounts:
         Gene of each histogram entry ``(g, j)``.
     hist_shifts, hist_counts : (L,) float32 or None
         ``j`` and ``m_gj``.
+    large_values, large_cells, large_genes : (M,)
+        The entries with counts above :data:`LARGE_COUNT` (also among the entries above).
+    large_indptr : (C + 1,) int32 or None
+        Row pointers of the large entries (full matrices only).
     shape : tuple of int
         ``(C, G)``.
-    batch_capacity : int or None
-        Entries reserved for a mini-batch by :meth:`take_cells` (set by
+    batch_capacity : (int, int) or None
+        Entries and large entries reserved for a mini-batch by :meth:`take_cells` (set by
         :meth:`with_batch_size`).
     """
 
-    def __init__(self, arrays: dict, shape: tuple[int, int], batch_capacity: int | None = None):
+    def __init__(self, arrays: dict, shape: tuple[int, int],
+                 batch_capacity: tuple[int, int] | None = None):
         for name in _ARRAYS:
             setattr(self, name, arrays.get(name))
         self.shape = (int(shape[0]), int(shape[1]))
@@ -114,6 +124,13 @@ class SparseCounts:
             "gene_nonzero": per(genes, None, n_genes),
             "indptr": csr.indptr.astype(np.int32),
         }
+        large = values > LARGE_COUNT
+        arrays.update({
+            "large_values": values[large], "large_cells": cells[large],
+            "large_genes": genes[large],
+            "large_indptr": np.r_[0, np.cumsum(np.bincount(cells[large], minlength=n_cells))
+                                  ].astype(np.int32),
+        })
         arrays.update(_exceedance_histogram(genes, values, n_genes, dtype))
         return cls({k: jnp.asarray(v) for k, v in arrays.items()}, (n_cells, n_genes))
 
@@ -154,24 +171,26 @@ class SparseCounts:
     def with_batch_size(self, batch_size: int | None) -> SparseCounts:
         """A copy that reserves room for ``batch_size`` cells in :meth:`take_cells`.
 
-        The capacity is the number of non-zeros of the ``batch_size`` densest cells, so
-        any batch fits; it is fixed, so a jitted step compiles once.
+        The capacities are the numbers of (large) entries of the ``batch_size`` cells
+        with the most, so any batch fits; they are fixed, so a jitted step compiles once.
         """
         if batch_size is None:
             return self._replace(batch_capacity=None)
-        row_nnz = np.sort(np.diff(np.asarray(self.indptr)))[::-1]
-        capacity = max(int(row_nnz[: int(batch_size)].sum()), 1)
-        return self._replace(batch_capacity=capacity)
+        return self._replace(batch_capacity=tuple(
+            max(int(np.sort(np.diff(np.asarray(pointers)))[::-1][: int(batch_size)].sum()), 1)
+            for pointers in (self.indptr, self.large_indptr)))
 
-    def take_cells(self, index: jnp.ndarray, capacity: int | None = None) -> SparseCounts:
+    def take_cells(self, index: jnp.ndarray,
+                   capacity: tuple[int, int] | None = None) -> SparseCounts:
         """The counts of cells ``index`` ``(B,)``, as a padded batch without histogram.
 
         Parameters
         ----------
         index : (B,) int array
             Cells to take (traced indices are fine).
-        capacity : int, optional
-            Entries in the batch buffer; default :attr:`batch_capacity`.
+        capacity : (int, int), optional
+            Entries and large entries in the batch buffers; default
+            :attr:`batch_capacity`.
         """
         if self.indptr is None:
             raise ValueError("take_cells needs a full matrix (with row pointers)")
@@ -179,32 +198,28 @@ class SparseCounts:
         if capacity is None:
             raise ValueError("no batch capacity: call with_batch_size() first")
         index = jnp.asarray(index, jnp.int32)
-        starts = self.indptr[index]
-        lengths = self.indptr[index + 1] - starts
-        ends = jnp.cumsum(lengths)
-        position = jnp.arange(capacity, dtype=jnp.int32)
-        # Batch row of each buffer position: count the row ends at or before it (a
-        # scatter and a cumulative sum, cheaper than a binary search per position).
-        row_starts = jnp.zeros(capacity + 1, jnp.int32).at[jnp.minimum(ends, capacity)].add(1)
-        row = jnp.minimum(jnp.cumsum(row_starts)[:capacity], index.shape[0] - 1)
-        valid = position < ends[-1]
-        source = jnp.where(valid, starts[row] + position - (ends[row] - lengths[row]), 0)
+        row, source, valid = _gather_rows(self.indptr, index, capacity[0])
         values = jnp.where(valid, self.values[source], 0.0)
         genes = jnp.where(valid, self.genes[source], 0)
         log_factorial = jnp.where(valid, gammaln(values + 1.0), 0.0)
         nonzero = (values > 0).astype(values.dtype)
+        large_row, large_source, large_valid = _gather_rows(self.large_indptr, index,
+                                                            capacity[1])
 
         def per_gene(weights):
             return jax.ops.segment_sum(weights, genes, num_segments=self.n_genes)
 
         arrays = {
-            "values": values, "cells": row.astype(jnp.int32), "genes": genes.astype(jnp.int32),
+            "values": values, "cells": row, "genes": genes.astype(jnp.int32),
             "cell_totals": self.cell_totals[index],
             "cell_log_factorial": self.cell_log_factorial[index],
             "cell_nonzero": self.cell_nonzero[index],
             "gene_totals": per_gene(values),
             "gene_log_factorial": per_gene(log_factorial),
             "gene_nonzero": per_gene(nonzero),
+            "large_values": jnp.where(large_valid, self.large_values[large_source], 0.0),
+            "large_cells": large_row,
+            "large_genes": jnp.where(large_valid, self.large_genes[large_source], 0),
         }
         return SparseCounts(arrays, (index.shape[0], self.n_genes))
 
@@ -226,16 +241,33 @@ class SparseCounts:
         n_blocks, n_left = divmod(n_cells, block_size)
         indptr = np.asarray(self.indptr)
         blocks = remainder = None
+        pointers = (indptr, np.asarray(self.large_indptr))
         if n_blocks:
-            bounds = indptr[np.arange(n_blocks + 1) * block_size]
-            capacity = max(int(np.max(np.diff(bounds))), 1)
+            capacity = tuple(max(int(np.max(np.diff(p[np.arange(n_blocks + 1) * block_size]))), 1)
+                             for p in pointers)
             index = jnp.arange(n_blocks * block_size, dtype=jnp.int32).reshape(n_blocks, -1)
             blocks = jax.vmap(lambda i: self.take_cells(i, capacity))(index)
         if n_left:
             first = n_blocks * block_size
-            capacity = max(int(indptr[-1] - indptr[first]), 1)
+            capacity = tuple(max(int(p[-1] - p[first]), 1) for p in pointers)
             remainder = self.take_cells(jnp.arange(first, n_cells, dtype=jnp.int32), capacity)
         return blocks, remainder
+
+
+def _gather_rows(indptr: jnp.ndarray, index: jnp.ndarray, capacity: int):
+    """Positions in a buffer of ``capacity`` for the entries of rows ``index`` of a CSR
+    layout: batch row ``(capacity,)``, source entry ``(capacity,)``, valid mask."""
+    starts = indptr[index]
+    lengths = indptr[index + 1] - starts
+    ends = jnp.cumsum(lengths)
+    position = jnp.arange(capacity, dtype=jnp.int32)
+    # Batch row of each position: count the row ends at or before it (a scatter and a
+    # cumulative sum, cheaper than a binary search per position).
+    row_ends = jnp.zeros(capacity + 1, jnp.int32).at[jnp.minimum(ends, capacity)].add(1)
+    row = jnp.minimum(jnp.cumsum(row_ends)[:capacity], index.shape[0] - 1).astype(jnp.int32)
+    valid = position < ends[-1]
+    source = jnp.where(valid, starts[row] + position - (ends[row] - lengths[row]), 0)
+    return row, source, valid
 
 
 def _exceedance_histogram(genes: np.ndarray, values: np.ndarray, n_genes: int,

@@ -9,13 +9,14 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import gammaln
 
-from scribe.counts import SparseCounts
+from scribe.counts import LARGE_COUNT, SparseCounts
 
 
 def _counts(n_cells=37, n_genes=11, seed=0):
     rng = np.random.default_rng(seed)
     counts = rng.negative_binomial(0.6, 0.3, size=(n_cells, n_genes)).astype(np.float32)
     counts[rng.random(counts.shape) < 0.5] = 0
+    counts[[1, 3, 3, 20], [0, 2, 5, 5]] = [17, 40, 250, 18]  # large counts (> LARGE_COUNT)
     counts[:, 4] = 0   # an all-zero gene
     counts[6] = 0      # an empty cell
     return counts
@@ -32,6 +33,10 @@ def test_statistics_match_numpy():
     np.testing.assert_allclose(s.gene_log_factorial, gammaln(x + 1).sum(0), rtol=1e-6)
     assert s.nnz == int((x > 0).sum())
     np.testing.assert_array_equal(s.to_dense(), x)
+    large = np.zeros_like(x)
+    large[np.asarray(s.large_cells), np.asarray(s.large_genes)] = np.asarray(s.large_values)
+    np.testing.assert_array_equal(large, np.where(x > LARGE_COUNT, x, 0))
+    np.testing.assert_array_equal(np.diff(s.large_indptr), (x > LARGE_COUNT).sum(1))
 
 
 def test_exceedance_histogram_is_brute_force_count():
@@ -64,8 +69,9 @@ def test_every_input_format_gives_the_same_statistics(kind):
 def test_take_cells_gathers_rows_with_padding():
     x = _counts()
     s = SparseCounts.from_matrix(x).with_batch_size(5)
-    # The capacity holds the five densest cells.
-    assert s.batch_capacity == int(np.sort((x > 0).sum(1))[::-1][:5].sum())
+    # The capacities hold the five cells with the most (large) entries.
+    assert s.batch_capacity == (int(np.sort((x > 0).sum(1))[::-1][:5].sum()),
+                                int(np.sort((x > LARGE_COUNT).sum(1))[::-1][:5].sum()))
     index = jnp.array([6, 0, 36, 17, 6])
     batch = jax.jit(lambda c, i: c.take_cells(i))(s, index)
     np.testing.assert_array_equal(batch.to_dense(), x[np.asarray(index)])
@@ -73,7 +79,13 @@ def test_take_cells_gathers_rows_with_padding():
     np.testing.assert_array_equal(batch.gene_nonzero, (x[np.asarray(index)] > 0).sum(0))
     np.testing.assert_allclose(batch.gene_log_factorial,
                                gammaln(x[np.asarray(index)] + 1).sum(0), rtol=1e-6)
-    assert not batch.has_histogram and batch.nnz == s.batch_capacity
+    assert not batch.has_histogram and batch.nnz == s.batch_capacity[0]
+    # Large entries of the batch: the same (cell, gene, value) triples as the dense rows.
+    rows = x[np.asarray(index)]
+    large = np.zeros_like(rows)
+    np.add.at(large, (np.asarray(batch.large_cells), np.asarray(batch.large_genes)),
+              np.asarray(batch.large_values))
+    np.testing.assert_array_equal(large, np.where(rows > LARGE_COUNT, rows, 0))
 
 
 @pytest.mark.parametrize("block_size", [1, 5, 37, 100])

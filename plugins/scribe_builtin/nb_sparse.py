@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from scribe.counts import SparseCounts
+from scribe.counts import LARGE_COUNT, SparseCounts
 
 # Rising factorials up to this many factors are multiplied out (two logs of four
 # factors each); longer ones add a Stirling difference whose arguments are >= r + 8.
@@ -64,6 +64,30 @@ def _log_rising_and_derivative(r, x):
     long = x > _HEAD
     return (value + jnp.where(long, tail, 0.0),
             derivative + jnp.where(long, tail_derivative, 0.0))
+
+
+@jax.custom_jvp
+def stirling_tail(z0, d):
+    """``lgamma(z0 + d) - lgamma(z0)`` for ``z0 >= 8``; its derivative in ``z0`` is computed
+    alongside (autodiff through the series costs several times more per entry)."""
+    return _stirling_difference(z0, d)[0]
+
+
+@stirling_tail.defjvp
+def _stirling_tail_jvp(primals, tangents):
+    value, derivative = _stirling_difference(*primals)
+    return value, derivative * tangents[0]
+
+
+#: Counts up to this value read their rising factorial from a per-gene table; the
+#: entries above it are listed apart by SparseCounts.
+_TABLE = LARGE_COUNT
+
+
+def rising_table(r, size: int):
+    """``T[g, m] = sum_{j<m} log(r_g + j)`` for ``m = 0..size``, shape ``(G, size + 1)``."""
+    logs = jnp.log(r[:, None] + jnp.arange(size, dtype=r.dtype))
+    return jnp.concatenate([jnp.zeros_like(r)[:, None], jnp.cumsum(logs, axis=1)], axis=1)
 
 
 @jax.custom_jvp
@@ -112,8 +136,21 @@ class NBSums:
         return per_cell[self.counts.cells] if self.per_cell_p else per_cell
 
     def _lgamma_ratio(self):
-        """``lgamma(x + r) - lgamma(r)`` per stored entry (0 for padding)."""
-        return log_rising_factorial(self.r[self.counts.genes], self.counts.values)
+        """``lgamma(min(x, 16) + r) - lgamma(r)`` per stored entry (0 for padding).
+
+        Read from a per-gene table, ``G x 17`` logarithms per step instead of at least
+        one per entry; :meth:`_large_excess` adds the rest for the rare larger counts.
+        """
+        c = self.counts
+        table = rising_table(self.r, _TABLE)
+        short = jnp.minimum(c.values, _TABLE).astype(jnp.int32)
+        return table.ravel()[c.genes * (_TABLE + 1) + short]
+
+    def _large_excess(self):
+        """``lgamma(x + r) - lgamma(16 + r)`` per large entry, ``(M,)`` (0 for padding)."""
+        c = self.counts
+        excess = jnp.maximum(c.large_values - _TABLE, 0.0)
+        return stirling_tail(self.r[c.large_genes] + _TABLE, excess)
 
     def _log_zero_dense(self):
         """``B_cg = log(gate + (1 - gate)(1 - p_hat_c)^r_g)``, ``(C, G)`` (zinbvcp only)."""
@@ -156,8 +193,10 @@ class NBSums:
         else:
             entry = entry + c.values * self._at_entries(self.log_p) - c.log_factorial
             per_cell = 0.0
-        summed = jax.ops.segment_sum(w_entry * entry, c.cells, num_segments=c.n_cells,
-                                     indices_are_sorted=True)
+        summed = (jax.ops.segment_sum(w_entry * entry, c.cells, num_segments=c.n_cells,
+                                      indices_are_sorted=True)
+                  + jax.ops.segment_sum(w[c.large_genes] * self._large_excess(), c.large_cells,
+                                        num_segments=c.n_cells, indices_are_sorted=True))
         return jnp.broadcast_to(baseline, (c.n_cells,)) + summed + per_cell
 
     def by_gene(self):
@@ -197,7 +236,7 @@ class NBSums:
             baseline = c.n_cells * jnp.sum(self._log_zero_gene())
             correction = jnp.sum(c.gene_nonzero * self._gene_correction())
         lgamma = (jnp.sum(self._lgamma_by_histogram()) if c.has_histogram
-                  else jnp.sum(self._lgamma_ratio()))
+                  else jnp.sum(self._lgamma_ratio()) + jnp.sum(self._large_excess()))
         return (baseline + lgamma + correction + jnp.sum(c.cell_totals * self.log_p)
                 - jnp.sum(c.cell_log_factorial))
 
@@ -211,4 +250,6 @@ class NBSums:
         if c.has_histogram:
             return jax.ops.segment_sum(self._lgamma_by_histogram(), c.hist_genes,
                                        num_segments=c.n_genes, indices_are_sorted=True)
-        return jax.ops.segment_sum(self._lgamma_ratio(), c.genes, num_segments=c.n_genes)
+        return (jax.ops.segment_sum(self._lgamma_ratio(), c.genes, num_segments=c.n_genes)
+                + jax.ops.segment_sum(self._large_excess(), c.large_genes,
+                                      num_segments=c.n_genes))
