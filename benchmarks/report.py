@@ -59,12 +59,33 @@ def recovery_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def analyses_table(data: dict) -> str:
+    lines = [f"`nbdm_mix`, K = 3, {data['size']}, {data['steps']} SVI steps, "
+             f"S = {data['samples']} posterior draws; each method in its own process after "
+             "`scribe.load` (the `load` row is that baseline).", "",
+             "| method | call | first call (s) | second call (s) | peak RSS (MB) |",
+             "|---|---|---:|---:|---:|"]
+    for row in data["rows"]:
+        if "first_s" not in row:
+            lines.append(f"| {row['method']} | `{row['call']}` | {row['error']} | | "
+                         f"{row['peak_rss_mb']:.0f} |")
+            continue
+        lines.append(f"| {row['method']} | `{row['call']}` | {row['first_s']:.2f} | "
+                     f"{row['second_s']:.2f} | {row['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(paths: list[str]) -> None:
     for path in paths:
         with open(path) as handle:
             data = json.load(handle)
         print(f"### {path}\n")
-        print(recovery_table(data) if "cells" in data else step_table(data))
+        if "cells" in data:
+            print(recovery_table(data))
+        elif "samples" in data:
+            print(analyses_table(data))
+        else:
+            print(step_table(data))
         print()
 
 
