@@ -100,39 +100,49 @@ class SparseCounts:
         dtype : numpy dtype, default float32
             Of values and statistics (float64 for reference computations with x64).
         """
-        if not sp.issparse(matrix):
-            matrix = np.asarray(matrix)
-        csr = sp.csr_matrix(matrix, dtype=dtype, copy=True)
-        csr.sum_duplicates()
-        csr.eliminate_zeros()
+        csr = _canonical_csr(matrix, dtype)
         n_cells, n_genes = csr.shape
         values = csr.data
         cells = np.repeat(np.arange(n_cells, dtype=np.int32), np.diff(csr.indptr))
-        genes = csr.indices.astype(np.int32)
-        log_factorial = np_gammaln(values.astype(np.float64) + 1.0)
+        genes = csr.indices.astype(np.int32, copy=False)
+        max_count = int(values.max()) if values.size else 0
+        # Statistics accumulated over chunks of entries, so that no float64 copy of all
+        # the entries is ever held (the per-entry log-factorials, the (gene, value) keys).
+        cell_lf, gene_lf = np.zeros(n_cells), np.zeros(n_genes)
+        pairs = _PairCounts(n_genes, max_count)
+        for start in range(0, values.size, _CHUNK):
+            part = slice(start, start + _CHUNK)
+            log_factorial = np_gammaln(values[part].astype(np.float64) + 1.0)
+            cell_lf += np.bincount(cells[part], log_factorial, minlength=n_cells)
+            gene_lf += np.bincount(genes[part], log_factorial, minlength=n_genes)
+            pairs.add(genes[part], values[part])
 
         def per(index, weights, size):
-            return np.bincount(index, weights=weights, minlength=size).astype(dtype)
+            return jnp.asarray(np.bincount(index, weights=weights, minlength=size).astype(dtype))
 
-        arrays = {
-            "values": values, "cells": cells, "genes": genes,
-            "cell_totals": per(cells, values, n_cells),
-            "cell_log_factorial": per(cells, log_factorial, n_cells),
-            "cell_nonzero": np.diff(csr.indptr).astype(dtype),
-            "gene_totals": per(genes, values, n_genes),
-            "gene_log_factorial": per(genes, log_factorial, n_genes),
-            "gene_nonzero": per(genes, None, n_genes),
-            "indptr": csr.indptr.astype(np.int32),
-        }
         large = values > LARGE_COUNT
-        arrays.update({
-            "large_values": values[large], "large_cells": cells[large],
-            "large_genes": genes[large],
-            "large_indptr": np.r_[0, np.cumsum(np.bincount(cells[large], minlength=n_cells))
-                                  ].astype(np.int32),
-        })
-        arrays.update(_exceedance_histogram(genes, values, n_genes, dtype))
-        return cls({k: jnp.asarray(v) for k, v in arrays.items()}, (n_cells, n_genes))
+        arrays = {
+            "cell_totals": per(cells, values, n_cells),
+            "cell_log_factorial": jnp.asarray(cell_lf.astype(dtype)),
+            "cell_nonzero": jnp.asarray(np.diff(csr.indptr).astype(dtype)),
+            "gene_totals": per(genes, values, n_genes),
+            "gene_log_factorial": jnp.asarray(gene_lf.astype(dtype)),
+            "gene_nonzero": per(genes, None, n_genes),
+            "indptr": jnp.asarray(csr.indptr.astype(np.int32)),
+            "large_values": jnp.asarray(values[large]),
+            "large_cells": jnp.asarray(cells[large]),
+            "large_genes": jnp.asarray(genes[large]),
+            "large_indptr": jnp.asarray(np.r_[0, np.cumsum(np.bincount(
+                cells[large], minlength=n_cells))].astype(np.int32)),
+            **{k: jnp.asarray(v) for k, v in pairs.histogram(dtype).items()},
+        }
+        del large
+        # One device copy at a time: the host arrays are released as they are converted.
+        arrays["values"] = jnp.asarray(values)
+        arrays["genes"] = jnp.asarray(genes)
+        del genes
+        arrays["cells"] = jnp.asarray(cells)
+        return cls(arrays, (n_cells, n_genes))
 
     # ---- properties --------------------------------------------------------------------
     @property
@@ -270,21 +280,73 @@ def _gather_rows(indptr: jnp.ndarray, index: jnp.ndarray, capacity: int):
     return row, source, valid
 
 
-def _exceedance_histogram(genes: np.ndarray, values: np.ndarray, n_genes: int,
+#: Entries per chunk when statistics are accumulated.
+_CHUNK = 1 << 22
+
+
+def _canonical_csr(matrix, dtype) -> sp.csr_matrix:
+    """CSR of ``dtype`` with sorted, unique indices and no stored zeros.
+
+    The input itself when it already is one (it is only read, never modified); a copy
+    otherwise.
+    """
+    if (sp.issparse(matrix) and matrix.format == "csr" and matrix.dtype == dtype
+            and matrix.has_canonical_format and not np.any(matrix.data == 0)):
+        return matrix
+    if not sp.issparse(matrix):
+        matrix = np.asarray(matrix)
+    csr = sp.csr_matrix(matrix, dtype=dtype, copy=True)
+    csr.sum_duplicates()
+    csr.eliminate_zeros()
+    return csr
+
+
+class _PairCounts:
+    """Number of entries of each (gene, value) pair, accumulated chunk by chunk.
+
+    A dense ``G x (max + 1)`` count table when that is small; otherwise the distinct
+    pairs of each chunk are merged by ``np.unique``.
+    """
+
+    def __init__(self, n_genes: int, max_count: int):
+        self.width = max_count + 1
+        self.table = (np.zeros(n_genes * self.width, np.int64)
+                      if n_genes * self.width <= 1 << 26 else None)
+        self.keys, self.counts = [], []
+
+    def add(self, genes: np.ndarray, values: np.ndarray) -> None:
+        key = genes.astype(np.int64) * self.width + values.astype(np.int64)
+        if self.table is not None:
+            self.table += np.bincount(key, minlength=self.table.size)
+        else:
+            unique, counts = np.unique(key, return_counts=True)
+            self.keys.append(unique)
+            self.counts.append(counts)
+
+    def histogram(self, dtype) -> dict:
+        if self.table is not None:
+            unique = np.flatnonzero(self.table)
+            counts = self.table[unique]
+        elif self.keys:
+            keys, inverse = np.unique(np.concatenate(self.keys), return_inverse=True)
+            counts = np.bincount(inverse, np.concatenate(self.counts)).astype(np.int64)
+            unique = keys
+        else:
+            unique = counts = np.zeros(0, np.int64)
+        return _exceedance_histogram(unique // self.width, unique % self.width, counts, dtype)
+
+
+def _exceedance_histogram(run_gene: np.ndarray, run_value: np.ndarray, counts: np.ndarray,
                           dtype=np.float32) -> dict:
     """Flat ``m_gj = #{c : x_cg > j}`` for every gene ``g`` and ``0 <= j < max_c x_cg``.
 
-    Distinct (gene, value) pairs are counted once; between consecutive distinct values
-    ``v_{i-1} <= j < v_i`` of a gene, ``m_gj`` is the number of its entries ``>= v_i``.
+    Input: the distinct (gene, value) pairs sorted by gene then value, with their numbers
+    of entries. Between consecutive distinct values ``v_{i-1} <= j < v_i`` of a gene,
+    ``m_gj`` is the number of its entries ``>= v_i``.
     """
-    if values.size == 0:
+    if run_gene.size == 0:
         empty_f, empty_i = np.zeros(0, dtype), np.zeros(0, np.int32)
         return {"hist_genes": empty_i, "hist_shifts": empty_f, "hist_counts": empty_f}
-    int_values = values.astype(np.int64)
-    key = genes.astype(np.int64) * (int_values.max() + 1) + int_values
-    unique, counts = np.unique(key, return_counts=True)
-    run_gene = unique // (int_values.max() + 1)
-    run_value = unique % (int_values.max() + 1)
     # Entries of the same gene with value >= v_i: a suffix sum within each gene.
     first_of_gene = np.r_[True, run_gene[1:] != run_gene[:-1]]
     gene_start = np.flatnonzero(first_of_gene)
@@ -295,7 +357,7 @@ def _exceedance_histogram(genes: np.ndarray, values: np.ndarray, n_genes: int,
     previous = np.where(first_of_gene, 0, np.r_[0, run_value[:-1]])
     lengths = run_value - previous
     total = int(lengths.sum())
-    run_of_entry = np.repeat(np.arange(unique.size), lengths)
+    run_of_entry = np.repeat(np.arange(run_gene.size), lengths)
     offset = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return {
         "hist_genes": run_gene[run_of_entry].astype(np.int32),

@@ -21,8 +21,16 @@ _R_FLOOR = 1e-3
 
 
 def _column_mean(counts: sp.csr_matrix, power: int = 1) -> np.ndarray:
-    """``mean_c x_cg^power`` per gene, ``(G,)``."""
-    return np.asarray(counts.power(power).mean(axis=0)).ravel()
+    """``mean_c x_cg^power`` per gene, ``(G,)``, in float64 without copying the matrix."""
+    weights = counts.data.astype(np.float64) ** power
+    return np.bincount(counts.indices, weights, minlength=counts.shape[1]) / counts.shape[0]
+
+
+def _rows(counts: sp.csr_matrix, members: np.ndarray) -> sp.csr_matrix:
+    """The rows ``members`` (the matrix itself, not a copy, when that is all of them)."""
+    if members.size == counts.shape[0] and np.array_equal(members, np.arange(members.size)):
+        return counts
+    return counts[members]
 
 
 def _ratio_estimates(counts: sp.csr_matrix, zero_inflated: bool) -> np.ndarray:
@@ -114,7 +122,7 @@ def initial_canonical(
         ``p`` (``()`` or ``(K,)``), ``r`` (``(G,)`` or ``(K, G)``), each probability
         latent (like ``r``), each capture latent ``(C,)``, and ``mixing_weights`` ``(K,)``.
     """
-    counts = sp.csr_matrix(counts, dtype=np.float64)
+    counts = sp.csr_matrix(counts)  # no copy for CSR input; moments are taken in float64
     n_cells = counts.shape[0]
     kinds = {lat.name: lat.kind for lat in likelihood.latents}
     has_capture = CAPTURE in kinds.values()
@@ -137,15 +145,17 @@ def initial_canonical(
         for members in groups:
             size_factors[members] = library[members] / max(library[members].mean(), 1e-12)
         size_factors = np.maximum(size_factors, 1e-2)
-    normalised = sp.csr_matrix(sp.diags(1.0 / size_factors) @ counts)
+    normalised = (sp.csr_matrix(sp.diags(1.0 / size_factors) @ counts) if has_capture
+                  else counts)
     zero_inflated = PROBABILITY in kinds.values()
-    per_group = [_ratio_estimates(normalised[members], zero_inflated) for members in groups]
+    per_group = [_ratio_estimates(_rows(normalised, members), zero_inflated)
+                 for members in groups]
     pooled_p = _pooled_p(per_group)
     ps, rs, gates = [], [], []
     for members, estimates in zip(groups, per_group, strict=True):
         p = _pooled_p([estimates]) if component_specific else pooled_p
-        r = np.maximum(_column_mean(normalised[members]) * (1 - p) / p, _R_FLOOR)
-        gate = _zero_excess(counts[members], (1 - p) ** r)
+        r = np.maximum(_column_mean(_rows(normalised, members)) * (1 - p) / p, _R_FLOOR)
+        gate = _zero_excess(_rows(counts, members), (1 - p) ** r)
         ps.append(p)
         rs.append(r / (1 - gate) if PROBABILITY in kinds.values() else r)
         gates.append(gate)

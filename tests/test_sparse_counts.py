@@ -98,3 +98,19 @@ def test_split_cells_partitions_the_matrix(block_size):
     if remainder is not None:
         parts.append(np.asarray(remainder.to_dense()))
     np.testing.assert_array_equal(np.concatenate(parts), x)
+
+
+def test_pair_counts_merge_path_equals_table_path():
+    """Very large counts (a (gene, value) table too big) merge distinct pairs per chunk."""
+    from scribe.counts import _PairCounts
+
+    rng = np.random.default_rng(3)
+    genes = rng.integers(0, 7, 500).astype(np.int32)
+    values = rng.integers(1, 40, 500).astype(np.float32)
+    table, merged = _PairCounts(7, 39), _PairCounts(7, 39)
+    merged.table = None
+    for part in (slice(0, 200), slice(200, 500)):
+        table.add(genes[part], values[part])
+        merged.add(genes[part], values[part])
+    for name, want in table.histogram(np.float32).items():
+        np.testing.assert_array_equal(merged.histogram(np.float32)[name], want)
