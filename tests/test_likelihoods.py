@@ -252,23 +252,32 @@ def test_scopes_of_builtin_likelihoods():
         assert scribe.plugins.model_types()[name + "_mix"].likelihood is _likelihood(name)
 
 
-def test_log_rising_factorial_value_and_derivative():
-    """``sum_{j<x} log(r + j)`` and ``sum_{j<x} 1/(r + j)`` summed directly in float64, over
-    small and huge ``r`` and counts on both sides of the multiplied-out head (8)."""
-    from scribe_builtin.nb_sparse import log_rising_factorial
+def test_rising_table_and_stirling_tail_value_and_derivative():
+    """The two pieces of ``lgamma(x + r) - lgamma(r)`` used per non-zero: the per-gene table
+    (counts <= 16) and table + Stirling tail (larger counts), against direct float64 sums
+    of ``log(r + j)`` and ``1/(r + j)``, for small and huge ``r``."""
+    from scribe_builtin.nb_sparse import rising_table, stirling_tail
 
-    r = np.geomspace(1e-3, 1e7, 60)[:, None]
-    x = np.array([0, 1, 2, 7, 8, 9, 12, 40, 500, 20000], dtype=float)[None, :]
-    r, x = np.broadcast_arrays(r, x)
-    want = np.vectorize(lambda a, n: np.sum(np.log(a + np.arange(n))))(r, x)
-    want_grad = np.vectorize(lambda a, n: np.sum(1.0 / (a + np.arange(n))))(r, x)
-    grad = jax.vmap(jax.grad(log_rising_factorial))
+    r = np.geomspace(1e-3, 1e7, 60)
+    x = np.array([17, 18, 25, 40, 500, 20000], dtype=float)
+    rr, xx = np.meshgrid(r, x, indexing="ij")
+    want = np.vectorize(lambda a, n: np.sum(np.log(a + np.arange(n))))(rr, xx)
+    want_grad = np.vectorize(lambda a, n: np.sum(1.0 / (a + np.arange(n))))(rr, xx)
+    table_want = np.stack([np.vectorize(lambda a, n=m: np.sum(np.log(a + np.arange(n))))(r)
+                           for m in range(17)], axis=1)
+
+    def large(r_, x_):
+        return rising_table(r_, 16)[:, 16][:, None] + stirling_tail(r_[:, None] + 16, x_ - 16)
+
     with jax.enable_x64(True):
-        got = np.asarray(log_rising_factorial(jnp.asarray(r), jnp.asarray(x)))
-        got_grad = np.asarray(grad(jnp.ravel(jnp.asarray(r)), jnp.ravel(jnp.asarray(x))))
+        table = np.asarray(rising_table(jnp.asarray(r), 16))
+        got = np.asarray(large(jnp.asarray(r), jnp.asarray(x)[None, :]))
+        got_grad = np.asarray(jax.vmap(jax.grad(
+            lambda a, n: large(a[None], n[None, None])[0, 0]))(
+                jnp.ravel(jnp.asarray(rr)), jnp.ravel(jnp.asarray(xx))))
+    np.testing.assert_allclose(table, table_want, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
-    np.testing.assert_allclose(got_grad.reshape(r.shape), want_grad, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(got_grad.reshape(rr.shape), want_grad, rtol=1e-10, atol=1e-14)
     # float32: relative to max(1, |value|), far below lgamma(x + r) - lgamma(r) in float32.
-    got32 = np.asarray(log_rising_factorial(jnp.asarray(r, jnp.float32),
-                                            jnp.asarray(x, jnp.float32)))
+    got32 = np.asarray(large(jnp.asarray(r, jnp.float32), jnp.asarray(x, jnp.float32)[None, :]))
     assert np.max(np.abs(got32 - want) / np.maximum(np.abs(want), 1)) < 2e-6

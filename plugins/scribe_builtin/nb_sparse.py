@@ -23,13 +23,11 @@ import jax.numpy as jnp
 
 from scribe.counts import LARGE_COUNT, SparseCounts
 
-# Rising factorials up to this many factors are multiplied out (two logs of four
-# factors each); longer ones add a Stirling difference whose arguments are >= r + 8.
-_HEAD = 8
-
 
 def _stirling_difference(z0, d):
     """``lgamma(z0 + d) - lgamma(z0)`` and its derivative in ``z0``, for ``z0 >= 8``.
+
+    Used for counts above the per-gene table (``z0 = r + 16``).
 
     Stirling's series to ``z^-7`` (the next term is below ``1 / (1188 z^9)``, 7e-12 at
     ``z = 8``) and the matching digamma series. The leading part is written through
@@ -54,18 +52,6 @@ def _stirling_difference(z0, d):
     return value, derivative
 
 
-def _log_rising_and_derivative(r, x):
-    # Factors r + j for j < min(x, 8), multiplied out; the rest by Stirling.
-    head = [jnp.where(j < x, r + j, 1.0) for j in range(_HEAD)]
-    value = (jnp.log(head[0] * head[1] * head[2] * head[3])
-             + jnp.log(head[4] * head[5] * head[6] * head[7]))
-    derivative = sum(jnp.where(j < x, 1.0 / (r + j), 0.0) for j in range(_HEAD))
-    tail, tail_derivative = _stirling_difference(r + _HEAD, jnp.maximum(x - _HEAD, 0.0))
-    long = x > _HEAD
-    return (value + jnp.where(long, tail, 0.0),
-            derivative + jnp.where(long, tail_derivative, 0.0))
-
-
 @jax.custom_jvp
 def stirling_tail(z0, d):
     """``lgamma(z0 + d) - lgamma(z0)`` for ``z0 >= 8``; its derivative in ``z0`` is computed
@@ -88,27 +74,6 @@ def rising_table(r, size: int):
     """``T[g, m] = sum_{j<m} log(r_g + j)`` for ``m = 0..size``, shape ``(G, size + 1)``."""
     logs = jnp.log(r[:, None] + jnp.arange(size, dtype=r.dtype))
     return jnp.concatenate([jnp.zeros_like(r)[:, None], jnp.cumsum(logs, axis=1)], axis=1)
-
-
-@jax.custom_jvp
-def log_rising_factorial(r, x):
-    """``lgamma(x + r) - lgamma(r) = sum_{j < x} log(r + j)`` for integer ``x >= 0``.
-
-    XLA's ``lgamma`` costs about 30 times a ``log`` on CPU, and this is evaluated once
-    per non-zero and component: the first eight factors are multiplied out, the rest
-    (rare in UMI data) come from Stirling's series. The derivative in ``r``,
-    ``psi(x + r) - psi(r)``, is computed alongside, so the backward pass is one
-    multiplication. Exact to float rounding for ``r`` up to about ``1e9``; ``x`` is data
-    and has no derivative.
-    """
-    return _log_rising_and_derivative(r, x)[0]
-
-
-@log_rising_factorial.defjvp
-def _log_rising_factorial_jvp(primals, tangents):
-    r, x = primals
-    value, derivative = _log_rising_and_derivative(r, x)
-    return value, derivative * tangents[0]
 
 
 class NBSums:
