@@ -310,7 +310,7 @@ def test_anchored_fit_recovers_p_and_capture(model_type):
 def test_anchored_fit_odds_ratio():
     """The BetaPrime capture prior anchors odds_ratio the same way (smaller data: its
     Beta/BetaPrime factors are slower per step)."""
-    counts, truth = simulate_counts("nbvcp", 800, 300, p=0.6, capture_range=(0.05, 0.2),
+    counts, truth = simulate_counts("nbvcp", 800, 400, p=0.6, capture_range=(0.1, 0.3),
                                     seed=22)
     m0 = float(np.sum(truth["r"] * 0.6 / 0.4))
     est = _fit(counts, "nbvcp", "odds_ratio", 2000, mrna_per_cell=m0)
