@@ -15,6 +15,7 @@ import numpyro
 from numpyro.distributions import Distribution
 
 from scribe import plugins
+from scribe.anchoring import capture_anchor
 from scribe.counts import SparseCounts
 from scribe.families import validate_prior_args
 from scribe.likelihood import PROBABILITY
@@ -41,11 +42,13 @@ class Composition:
         self.n_components = model_config.n_components
         parameterization = plugins.lookup_parameterization(model_config.parameterization)
         blocks = [parameterization.expression()]
+        capture_blocks = {}
         for latent in self.likelihood.latents:
             if latent.kind == PROBABILITY:
                 blocks.append(parameterization.probability(latent.name, latent.scope))
             else:
                 blocks.append(parameterization.capture(latent.name))
+                capture_blocks[latent.name] = blocks[-1]
         if self.mixture:
             blocks.append(parameterization.mixing())
         self.blocks = tuple(blocks)
@@ -55,6 +58,16 @@ class Composition:
                 if site.name in self.sites:
                     raise ValueError(f"site '{site.name}' is defined twice")
                 self.sites[site.name] = site
+        # Capture anchoring: the anchored sites' priors are centred per cell on L_c / M_0.
+        m0 = model_config.mrna_total
+        self.anchors = {} if m0 is None else {
+            anchor.site.name: anchor for anchor in (
+                capture_anchor(block, name, parameterization.name, m0, model_config.mrna_log_sd)
+                for name, block in capture_blocks.items())}
+        for name in self.anchors:
+            if name in model_config.priors:
+                raise ValueError(f"priors['{name}'] and mrna_per_cell both set the capture "
+                                 f"prior; give one of them")
         # Validated once here: the model runs under jit, where checks cannot branch.
         user_priors = model_config.priors if check_priors else {}
         self.prior_params = {
@@ -110,14 +123,25 @@ class Composition:
         ``counts`` is a :class:`~scribe.counts.SparseCounts` when fitting (observed as
         one matrix: its exact total log-likelihood, scaled by ``C/B`` for a mini-batch),
         a dense ``(C, G)`` array (observed per cell), or None (counts are sampled).
+
+        With a capture anchor, each cell's capture prior is centred on its UMI total over
+        ``M_0`` (:mod:`scribe.anchoring`); without counts (predictive sampling) the
+        capture keeps the un-anchored prior, as there are no totals to centre it on.
         """
         values = {site.name: numpyro.sample(site.name, self.prior(site, n_genes))
                   for site in self.global_sites}
         sparse = isinstance(counts, SparseCounts)
         with numpyro.plate("cells", n_cells, subsample_size=batch_size) as idx:
+            totals = self._cell_totals(counts, idx, batch_size) if self.anchors else None
+            if totals is not None:
+                # Centre nu_c on L_c / (M_0 retained): other losses (gates) also lower L_c.
+                totals = totals / self._retained_fraction(values)
             for site in self.cell_sites:
-                values[site.name] = numpyro.sample(
-                    site.name, self._distribution(site, self.prior_args(site), ()))
+                if totals is not None and site.name in self.anchors:
+                    prior = self.anchors[site.name].prior(totals)
+                else:
+                    prior = self._distribution(site, self.prior_args(site), ())
+                values[site.name] = numpyro.sample(site.name, prior)
             params = self.canonical(values)
             if not sparse:
                 if counts is not None and batch_size is not None:
@@ -131,6 +155,31 @@ class Composition:
                 numpyro.sample("counts", CellCounts(self.likelihood, params,
                                                     (idx.shape[0], n_genes), self.mixture,
                                                     joint=True), obs=batch)
+
+    def _retained_fraction(self, values: dict) -> jnp.ndarray:
+        """The likelihood's retained fraction at the global sites' values (a scalar).
+
+        In a mixture, the components' fractions averaged with the mixing weights.
+        """
+        canonical = {}
+        for block in self.blocks:
+            if all(site.name in values for site in block.sites):
+                canonical.update(block.to_canonical(values))
+        fraction = self.likelihood.retained_fraction(canonical)
+        if self.mixture:
+            fraction = jnp.sum(canonical["mixing_weights"] * fraction, axis=-1)
+        return fraction
+
+    @staticmethod
+    def _cell_totals(counts, idx, batch_size: int | None) -> jnp.ndarray | None:
+        """UMI totals ``(B,)`` of the cells in the plate (None without counts)."""
+        if counts is None:
+            return None
+        if isinstance(counts, SparseCounts):
+            totals = counts.cell_totals
+        else:
+            totals = jnp.sum(jnp.asarray(counts, jnp.float32), axis=-1)
+        return totals if batch_size is None else totals[idx]
 
     def _param_default(self, site: Site, shape: tuple[int, ...]) -> list:
         # Overridden by data-informed values at SVI init; these only fix shapes.

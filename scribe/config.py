@@ -9,6 +9,8 @@ import attrs
 import numpy as np
 
 from scribe import plugins
+from scribe.anchoring import DEFAULT_LOG_SD, check_mrna_log_sd, resolve_mrna_per_cell
+from scribe.likelihood import CAPTURE
 
 
 def _freeze_priors(priors) -> types.MappingProxyType:
@@ -42,13 +44,21 @@ class ModelConfig:
         Prior arguments keyed by sampled site name, e.g. ``{"p": (2, 2)}``.
     component_specific_params : bool, default False
         Mixtures only: give each component its own ``p`` (or ``phi``).
+    mrna_per_cell : float or str, optional
+        Capture models only: the capture anchor ``M_0``, mRNA molecules per cell, or an
+        organism name with a documented ``M_0`` (:mod:`scribe.mrna_totals`). Each cell's
+        capture prior is then centred on ``L_c / M_0`` (:mod:`scribe.anchoring`). Stored
+        as given; :attr:`mrna_total` is the number.
+    mrna_log_sd : float, default 0.3
+        ``sd(log capture)`` of the anchored prior; only with ``mrna_per_cell``.
 
     Raises
     ------
     ValueError
         Unknown model type or parameterization (the message lists the valid names and
-        the closest match), a bad ``n_components``, or priors for unknown sites or with
-        values outside their support.
+        the closest match), a bad ``n_components``, priors for unknown sites or with
+        values outside their support, or a capture anchor that is invalid or given to a
+        model type without capture.
     """
 
     model_type: str
@@ -57,6 +67,12 @@ class ModelConfig:
         default=None, converter=lambda v: int(v) if isinstance(v, np.integer) else v)
     priors: types.MappingProxyType = attrs.field(default=None, converter=_freeze_priors)
     component_specific_params: bool = False
+    mrna_per_cell: float | str | None = attrs.field(
+        default=None, converter=lambda v: float(v) if isinstance(v, np.floating | np.integer)
+        else v)
+    mrna_log_sd: float = attrs.field(
+        default=DEFAULT_LOG_SD,
+        converter=lambda v: float(v) if isinstance(v, np.floating | np.integer) else v)
 
     def __attrs_post_init__(self) -> None:
         spec = plugins.lookup_model_type(self.model_type)
@@ -86,12 +102,34 @@ class ModelConfig:
                 )
             if self.component_specific_params:
                 raise ValueError("component_specific_params applies to mixture model types only")
+        self._check_anchor(spec)
         if spec.likelihood is not None:
             # Composed types know their sites: check prior names, sizes and supports now,
             # before any fitting starts.
             from scribe.compose import validated_priors
 
             validated_priors(self)
+
+    def _check_anchor(self, spec) -> None:
+        resolve_mrna_per_cell(self.mrna_per_cell)
+        check_mrna_log_sd(self.mrna_log_sd)
+        if self.mrna_per_cell is None:
+            if self.mrna_log_sd != DEFAULT_LOG_SD:
+                raise ValueError("mrna_log_sd applies only with a capture anchor: pass "
+                                 "mrna_per_cell too (a number or an organism name)")
+            return
+        has_capture = spec.likelihood is not None and any(
+            latent.kind == CAPTURE for latent in spec.likelihood.latents)
+        if not has_capture:
+            raise ValueError(
+                f"mrna_per_cell anchors the per-cell capture, which model type "
+                f"'{self.model_type}' does not have; use a capture model type (nbvcp, "
+                f"zinbvcp or their _mix) or leave mrna_per_cell=None")
+
+    @property
+    def mrna_total(self) -> float | None:
+        """The capture anchor ``M_0`` in molecules per cell (None: not anchored)."""
+        return resolve_mrna_per_cell(self.mrna_per_cell)
 
     @property
     def is_mixture(self) -> bool:
@@ -109,6 +147,8 @@ class ModelConfig:
             "n_components": self.n_components,
             "priors": {k: list(v) for k, v in self.priors.items()},
             "component_specific_params": self.component_specific_params,
+            "mrna_per_cell": self.mrna_per_cell,
+            "mrna_log_sd": self.mrna_log_sd,
         }
 
     @classmethod

@@ -8,6 +8,7 @@ import numpy as np
 from numpyro.infer import TraceMeanField_ELBO
 from numpyro.optim import Adam
 
+from scribe.anchoring import DEFAULT_LOG_SD, warn_clipped_anchor
 from scribe.compose import validated_priors
 from scribe.config import ModelConfig
 from scribe.data import prepare_counts
@@ -35,6 +36,8 @@ def fit(
     progress: bool = True,
     component_specific_params: bool = False,
     store_counts: bool = False,
+    mrna_per_cell: float | str | None = None,
+    mrna_log_sd: float = DEFAULT_LOG_SD,
 ) -> ScribeSVIResults:
     """Fit a model to UMI counts by stochastic variational inference.
 
@@ -65,6 +68,18 @@ def fit(
     store_counts : bool, default False
         Keep the observed counts in ``results.idata.observed_data`` (as non-zeros; a
         sparse matrix is never densified) and so in saved files.
+    mrna_per_cell : float or str, optional
+        Capture models only: anchor the capture scale. Either ``M_0``, the total number of
+        mRNA molecules in a cell (e.g. ``2e5``), or an organism name with a documented
+        ``M_0`` (``"human"``, ``"mouse"``; see :mod:`scribe.mrna_totals`). Each cell's
+        capture prior then has median ``L_c / M_0`` (``L_c`` its UMI total) and
+        ``sd(log capture) = mrna_log_sd``, which makes ``p`` and ``p_capture`` separately
+        identified. Without it (the default) the counts identify only ``p_hat`` and ``r``;
+        ``p`` and ``p_capture`` are then placed by the priors alone
+        (``results.capture_anchored`` is False).
+    mrna_log_sd : float, default 0.3
+        Log-scale spread of the anchored capture prior (how much cells differ in mRNA
+        content, and how sure ``M_0`` is); only with ``mrna_per_cell``.
 
     Returns
     -------
@@ -72,9 +87,12 @@ def fit(
     """
     config = ModelConfig(model_type=model_type, parameterization=parameterization,
                          n_components=n_components, priors=priors,
-                         component_specific_params=component_specific_params)
+                         component_specific_params=component_specific_params,
+                         mrna_per_cell=mrna_per_cell, mrna_log_sd=mrna_log_sd)
     counts, adata = prepare_counts(data, layer=layer, cells_axis=cells_axis)
     n_cells, n_genes = counts.shape
+    if config.mrna_total is not None:
+        warn_clipped_anchor(counts, config.mrna_total)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
         optimizer=Adam(step_size=0.001) if optimizer is None else optimizer,

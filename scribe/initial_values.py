@@ -2,8 +2,10 @@
 
 Method of moments on the counts: with a shared ``p``, ``var/mean = 1/(1-p)`` per gene,
 so ``p`` is the median of ``1 - mean/var`` over expressed genes and ``r = mean (1-p)/p``.
-Capture models first divide by library-size factors (the per-cell odds of ``p_hat`` are
-proportional to library size). Zero-inflation gates take the excess of observed zeros
+Capture models use that the per-cell odds of ``p_hat`` are proportional to library size,
+``odds(p_hat_c) = kappa L_c``, with ``kappa`` from factorial moments pooled over all genes,
+and place ``p`` on the ridge ``odds(p_hat_c) = nu_c odds(p)`` by the capture anchor when
+one is given (``nu_c = L_c / M_0``). Zero-inflation gates take the excess of observed zeros
 over the NB prediction. Mixtures split cells by k-means on log-normalised counts so that
 components start apart. Every step is vectorised over cells and genes and works on the
 sparse matrix (moments of non-zeros; k-means distances by sparse products).
@@ -14,10 +16,14 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from scribe.anchoring import anchor_capture
 from scribe.likelihood import CAPTURE, PROBABILITY, Likelihood
 
 _P_RANGE = (0.02, 0.98)
 _R_FLOOR = 1e-3
+
+#: Without an anchor, capture models start with this capture for the median cell.
+UNANCHORED_MEDIAN_CAPTURE = 0.5
 
 
 def _column_mean(counts: sp.csr_matrix, power: int = 1) -> np.ndarray:
@@ -102,7 +108,7 @@ def kmeans(points, k: int, seed: int, n_iter: int = 30) -> np.ndarray:
 
 def initial_canonical(
     counts: np.ndarray, likelihood: Likelihood, n_components: int | None,
-    component_specific: bool, seed: int,
+    component_specific: bool, seed: int, mrna_per_cell: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Starting canonical parameters shaped as the model expects.
 
@@ -115,6 +121,9 @@ def initial_canonical(
     component_specific : bool
         Whether ``p`` has one value per component.
     seed : int
+    mrna_per_cell : float, optional
+        The capture anchor ``M_0`` (molecules per cell); capture models then start at
+        ``nu_c = L_c / M_0``.
 
     Returns
     -------
@@ -138,54 +147,148 @@ def initial_canonical(
         groups = [np.flatnonzero(labels == k) for k in range(n_components)]
         groups = [g if g.size else np.arange(n_cells) for g in groups]
 
-    # Moments within groups: between-component differences would inflate the variance.
-    # Capture models divide by library-size factors relative to the group's mean library.
-    size_factors = np.ones(n_cells)
-    if has_capture:
-        for members in groups:
-            size_factors[members] = library[members] / max(library[members].mean(), 1e-12)
-        size_factors = np.maximum(size_factors, 1e-2)
-    normalised = (sp.csr_matrix(sp.diags(1.0 / size_factors) @ counts) if has_capture
-                  else counts)
     zero_inflated = PROBABILITY in kinds.values()
-    per_group = [_ratio_estimates(_rows(normalised, members), zero_inflated)
-                 for members in groups]
-    pooled_p = _pooled_p(per_group)
-    ps, rs, gates = [], [], []
-    for members, estimates in zip(groups, per_group, strict=True):
-        p = _pooled_p([estimates]) if component_specific else pooled_p
-        r = np.maximum(_column_mean(_rows(normalised, members)) * (1 - p) / p, _R_FLOOR)
-        gate = _zero_excess(_rows(counts, members), (1 - p) ** r)
-        ps.append(p)
-        rs.append(r / (1 - gate) if PROBABILITY in kinds.values() else r)
-        gates.append(gate)
+    if has_capture:
+        def retained(r, gate):
+            params = {"p": 0.5, "r": r, **{n: gate for n, k in kinds.items() if k == PROBABILITY}}
+            return float(likelihood.retained_fraction(params))
 
-    guess: dict[str, np.ndarray] = {}
-    if n_components is None:
-        guess["p"], guess["r"] = np.float64(ps[0]), rs[0]
-        gene_latent = gates[0]
+        guess = _capture_guess(counts, library, groups, zero_inflated, component_specific,
+                               mrna_per_cell, retained)
     else:
-        guess["p"] = np.array(ps) if component_specific else np.float64(pooled_p)
-        guess["r"] = np.stack(rs)
-        gene_latent = np.stack(gates)
+        guess = _plain_guess(counts, groups, zero_inflated, component_specific)
+    if n_components is not None:
         sizes = np.array([len(g) for g in groups], dtype=float)
         weights = np.maximum(sizes / sizes.sum(), 0.01)
         guess["mixing_weights"] = weights / weights.sum()
-
+    gene_latent = guess.pop("_gate")
     for name, kind in kinds.items():
         if kind == PROBABILITY:
             guess[name] = gene_latent
         elif kind == CAPTURE:
-            # Odds of p_hat scale with library size: odds(p_hat_c) = nu_c * odds(p). Only
-            # p_hat is identified; along the p-nu ridge, start where the median cell has
-            # nu = 1/2, the centre of the Beta(1, 1) prior, which is close to where the
-            # ELBO settles (anchoring on the largest library starts far up the ridge).
-            odds_p = np.max(guess["p"]) / (1 - np.max(guess["p"]))
-            cell_odds = odds_p * size_factors
-            model_odds = np.median(cell_odds) / 0.5
-            guess["p"] = _odds_to_prob(_prob_to_odds(guess["p"]) * model_odds / odds_p)
-            guess[name] = np.clip(cell_odds / model_odds, 1e-3, 0.98)
+            guess[name] = guess["_capture"]
+    guess.pop("_capture", None)
     return guess
+
+
+def _stack(values: list, mixture: bool) -> np.ndarray:
+    return np.stack(values) if mixture else values[0]
+
+
+def _plain_guess(counts: sp.csr_matrix, groups: list[np.ndarray], zero_inflated: bool,
+                 component_specific: bool) -> dict[str, np.ndarray]:
+    """``p``, ``r`` and gates of models without capture, by moments within each group."""
+    # Moments within groups: between-component differences would inflate the variance.
+    per_group = [_ratio_estimates(_rows(counts, members), zero_inflated) for members in groups]
+    pooled_p = _pooled_p(per_group)
+    ps, rs, gates = [], [], []
+    for members, estimates in zip(groups, per_group, strict=True):
+        p = _pooled_p([estimates]) if component_specific else pooled_p
+        r = np.maximum(_column_mean(_rows(counts, members)) * (1 - p) / p, _R_FLOOR)
+        gate = _zero_excess(_rows(counts, members), (1 - p) ** r)
+        ps.append(p)
+        rs.append(r / (1 - gate) if zero_inflated else r)
+        gates.append(gate)
+    mixture = len(groups) > 1 or component_specific
+    p = np.array(ps) if component_specific else np.float64(pooled_p)
+    return {"p": p, "r": _stack(rs, mixture), "_gate": _stack(gates, mixture)}
+
+
+def _capture_scale(counts: sp.csr_matrix, library: np.ndarray, zero_inflated: bool) -> float:
+    """``kappa`` in ``odds(p_hat_c) = kappa L_c`` from moments pooled over all genes.
+
+    Under capture, ``x_cg ~ NB(r_g, p_hat_c)`` with ``odds(p_hat_c) = nu_c odds(p)``, and
+    ``E[L_c] = odds(p_hat_c) sum_g r_g``, so the per-cell odds are proportional to the
+    library size: ``o_c = kappa L_c``. With ``S_k = sum_c L_c^k`` and gene sums of the
+    factorial moments ``G_k = sum_c x (x-1)...(x-k+1)``, NB gives ``E[G_1] = r kappa S_1``
+    and ``E[G_2] = r (r+1) kappa^2 S_2``, hence ``G_2 - G_1^2 S_2 / S_1^2 ~ r kappa^2 S_2``
+    and ``kappa = sum_g (G_2 - G_1^2 S_2/S_1^2) / sum_g G_1 S_2 / S_1`` (a ratio of sums
+    over genes, so sparse genes add little noise). A gate scales every ``G_k`` by the same
+    ``1 - gate``, so zero-inflated models use ``G_3 S_2/(G_2 S_3) - G_2 S_1/(G_1 S_2) =
+    kappa`` per gene, averaged with weights ``G_2`` and corrected to first order for the
+    noise of ``L_c`` as a proxy of ``o_c`` (checked on simulations: within about 10%).
+    """
+    s1, s2, s3 = (float(np.sum(library ** k)) for k in (1, 2, 3))
+    g1 = _column_mean(counts) * counts.shape[0]
+    m2 = _column_mean(counts, 2) * counts.shape[0]
+    g2 = m2 - g1
+    if zero_inflated:
+        m3 = _column_mean(counts, 3) * counts.shape[0]
+        g3 = m3 - 3 * m2 + 2 * g1
+        used = g2 > 0
+        g1, g2, g3 = g1[used], g2[used], g3[used]
+        per_gene = g3 * s2 / (g2 * s3) - g2 * s1 / (g1 * s2)
+        kappa = np.sum(per_gene * g2) / np.sum(g2) if used.any() else np.nan
+        for _ in range(2):
+            # L_c is a noisy proxy of o_c / kappa (relative variance v ~ (1 + o_c) / L_c),
+            # which biases each gene's estimate by about -v (r_g + 3) to first order.
+            v = np.sum(library * (1 + kappa * library)) / s2
+            r = np.maximum(g2 * s1 / (g1 * kappa * s2) - 1, 0)
+            correction = np.maximum(1 - v * (r + 3), 0.5)
+            kappa = np.sum(per_gene * g2 / correction) / np.sum(g2)
+        numerator, denominator = kappa, 1.0
+    else:
+        numerator = np.sum(g2 - g1**2 * s2 / s1**2)
+        denominator = np.sum(g1) * s2 / s1
+    kappa = numerator / denominator if denominator > 0 else np.nan
+    if not np.isfinite(kappa) or kappa <= 0:
+        # No detectable over-dispersion: p_hat = 1/2 for the median cell.
+        kappa = 1.0 / max(float(np.median(library)), 1.0)
+    return float(kappa)
+
+
+def _capture_guess(counts: sp.csr_matrix, library: np.ndarray, groups: list[np.ndarray],
+                   zero_inflated: bool, component_specific: bool,
+                   mrna_per_cell: float | None, retained) -> dict[str, np.ndarray]:
+    """``p``, ``r``, gates and capture of capture models.
+
+    Per group, ``o_c = odds(p_hat_c) = kappa L_c`` (:func:`_capture_scale`) and
+    ``r_g = G_1 / (kappa S_1)``. Counts fix only ``o_c = nu_c odds(p)``; where along that
+    ridge to start: with an anchor, at the anchoring prior's median ``nu_c = L_c / (M_0 f)``
+    with ``f = retained(r, gate)`` the likelihood's retained fraction (so ``odds(p)`` is the
+    median of ``o_c / nu_c``); without one, at :data:`UNANCHORED_MEDIAN_CAPTURE` for the
+    median cell.
+    """
+    n_cells = counts.shape[0]
+    library_pos = np.maximum(library, 1.0)
+    odds_cell = np.empty(n_cells)
+    rs, gates, group_odds_p = [], [], []
+    for members in groups:
+        block = _rows(counts, members)
+        kappa = _capture_scale(block, library_pos[members], zero_inflated)
+        odds_cell[members] = kappa * library_pos[members]
+        r = np.maximum(_column_mean(block) / (kappa * library_pos[members].mean()), _R_FLOOR)
+        if zero_inflated:
+            # NB zero probability averaged over the cells' p_hat (by quantiles of o_c).
+            levels = np.quantile(odds_cell[members], np.linspace(0.01, 0.99, 50))
+            nb_zero = np.mean((1 + levels[:, None]) ** -r[None, :], axis=0)
+            gate = _zero_excess(block, nb_zero)
+            r = r / (1 - gate)
+        else:
+            gate = np.zeros_like(r)
+        rs.append(r)
+        gates.append(gate)
+        if mrna_per_cell is not None:
+            nu = anchor_capture(library_pos[members] / retained(r, gate), mrna_per_cell)
+            group_odds_p.append(float(np.median(odds_cell[members] / nu)))
+        else:
+            group_odds_p.append(float(np.median(odds_cell[members]) / UNANCHORED_MEDIAN_CAPTURE))
+    # The capture is shared by components: one odds(p) for all unless p is per component.
+    if component_specific:
+        odds_p = np.array(group_odds_p)
+        odds_of_cell = np.empty(n_cells)
+        for k, members in enumerate(groups):
+            odds_of_cell[members] = odds_p[k]
+    else:
+        sizes = np.array([len(m) for m in groups], float)
+        odds_p = float(np.exp(np.sum(sizes * np.log(group_odds_p)) / sizes.sum()))
+        odds_of_cell = np.full(n_cells, odds_p)
+    # nu <= 1: odds(p) must be at least the largest cell odds (for the bulk of the cells).
+    nu = np.clip(odds_cell / odds_of_cell, 1e-4, 0.98)
+    mixture = len(groups) > 1 or component_specific
+    p = _odds_to_prob(odds_p)
+    return {"p": np.asarray(p) if component_specific else np.float64(p),
+            "r": _stack(rs, mixture), "_gate": _stack(gates, mixture), "_capture": nu}
 
 
 def _prob_to_odds(p):

@@ -108,5 +108,25 @@ class Likelihood:
         """Extra canonical quantities reported with estimates (e.g. ``p_hat``)."""
         return {}
 
+    def retained_fraction(self, params: dict) -> jnp.ndarray:
+        """Expected fraction of a cell's captured molecules that its counts report.
+
+        Capture anchoring (:mod:`scribe.anchoring`) centres the capture on
+        ``L_c / (M_0 retained)``, since ``E[L_c] = nu_c retained M_0``. The default, 1,
+        suits likelihoods whose only loss is capture; a likelihood that also drops
+        molecules (zero inflation) overrides it.
+
+        Parameters
+        ----------
+        params : dict
+            Global canonical parameters: ``p``, ``r`` ``(G,)`` or ``(K, G)`` and gene latents.
+
+        Returns
+        -------
+        jax.Array
+            Shape ``()``, or ``(K,)`` per mixture component.
+        """
+        return jnp.ones(jnp.shape(params["r"])[:-1])
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -105,6 +105,17 @@ class NegativeBinomial(scribe.Likelihood):
         sums = self._sums(counts, params)
         return super().total_log_prob(counts, params) if sums is None else sums.total()
 
+    def retained_fraction(self, params: dict) -> jnp.ndarray:
+        """``sum_g (1 - gate_g) mu_g / sum_g mu_g``: the gate drops that share of molecules.
+
+        ``mu_g = r_g p / (1 - p)``, so ``p`` cancels (per component in mixtures).
+        """
+        r = jnp.asarray(params["r"])
+        if not self.zero_inflated:
+            return jnp.ones(r.shape[:-1])
+        kept = jnp.sum((1.0 - jnp.asarray(params["gate"])) * r, axis=-1)
+        return kept / jnp.sum(r, axis=-1)
+
     def derived(self, params: dict) -> dict:
         if not self.variable_capture:
             return {}

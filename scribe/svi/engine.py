@@ -50,7 +50,8 @@ def initial_params(model_config: ModelConfig, counts, seed: int) -> dict | None:
 
     composition = Composition(model_config)
     guess = initial_canonical(counts, spec.likelihood, model_config.n_components,
-                              model_config.component_specific_params, seed)
+                              model_config.component_specific_params, seed,
+                              mrna_per_cell=model_config.mrna_total)
     return composition.initial_params(guess, *counts.shape)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from scribe.config import ModelConfig
 from scribe.families import family_of
+from scribe.likelihood import CAPTURE
 from scribe.parameterization import CELL, COMPONENT, GENE
 from scribe.scipy_backend import to_scipy
 from scribe.svi import idata, layout, nested
@@ -119,6 +120,15 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
             Add ``p``, ``r``, ``gate``, ``p_capture``, ``mixing_weights``, ``p_hat``.
         verbose : bool, default True
             Warn when modes were replaced.
+
+        Notes
+        -----
+        What the counts identify: ``r`` (and ``gate``) per gene and, in capture models,
+        ``p_hat`` per cell. In a capture model ``p`` and ``p_capture`` are identified
+        separately only through the capture anchor (``scribe.fit(..., mrna_per_cell=...)``);
+        without one (``self.capture_anchored`` is False) only the combination
+        ``p_hat = p nu / (1 - p (1 - nu))`` is, and the split between ``p`` and
+        ``p_capture`` reflects the priors and the starting point, not the data.
         """
         estimates, replaced = {}, []
         for name, distribution in self._view.posterior_distributions(self.params).items():
@@ -133,6 +143,20 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
         if canonical:
             estimates.update(self._view.canonical(estimates))
         return estimates
+
+    @property
+    def capture_anchored(self) -> bool | None:
+        """Whether ``p`` and ``p_capture`` were separately identified by a capture anchor.
+
+        True when the fit had ``mrna_per_cell``; False for a capture model fitted without
+        one (then only ``p_hat`` and ``r`` are identified by the counts; ``p`` and
+        ``p_capture`` are not); None for model types without a per-cell capture.
+        """
+        spec = self._view.spec
+        if spec.likelihood is None or not any(
+                latent.kind == CAPTURE for latent in spec.likelihood.latents):
+            return None
+        return self.model_config.mrna_per_cell is not None
 
     # ---- sampling -----------------------------------------------------------------------
     def get_posterior_samples(self, rng_key=_DEFAULT_KEY, n_samples: int = 100,
