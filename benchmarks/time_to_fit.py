@@ -14,7 +14,7 @@ memory is the case's own):
   reach (the issue asks for 1e5 steps; that takes hours for mixtures on two cores).
 * **Real** counts (``--real PATH``, the shipped 10x subset): wall time and the fraction of
   expressed genes whose observed mean, variance and zero fraction across cells fall inside
-  the central 90 % band of 200 posterior-predictive replicates.
+  the central 90 % band of 100 posterior-predictive replicates.
 
     python benchmarks/time_to_fit.py --size 20000x2000 --reference-steps 20000 \
         --real ../shared/data/tenx_v3_subset.h5ad --out benchmarks/results/time_to_fit.json
@@ -184,7 +184,7 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
 
 
 def real_worker(model_type: str, path: str, seed: int, n_steps: int | None = None,
-                n_replicates: int = 200) -> dict:
+                n_replicates: int = 100) -> dict:
     import anndata
     import numpy as np
     import scipy.sparse as sp
