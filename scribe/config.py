@@ -10,6 +10,9 @@ import numpy as np
 
 from scribe import plugins
 
+#: Guide family of a composed model type whose likelihood names none.
+DEFAULT_GUIDE_FAMILY = "mean_field"
+
 
 def _freeze_priors(priors) -> types.MappingProxyType:
     if priors is None:
@@ -42,13 +45,20 @@ class ModelConfig:
         Prior arguments keyed by sampled site name, e.g. ``{"p": (2, 2)}``.
     component_specific_params : bool, default False
         Mixtures only: give each component its own ``p`` (or ``phi``).
+    guide_family : str, optional
+        A registered guide family (``scribe.available_guide_families()``) shaping the
+        variational posterior of a model type composed from a likelihood. None: the
+        likelihood's default (``joint_gene`` for the zero-inflated types, whose ``r`` and
+        ``gate`` are correlated per gene; ``mean_field`` otherwise). After construction it
+        holds the resolved name (None for a plugin model type with its own guide).
 
     Raises
     ------
     ValueError
         Unknown model type or parameterization (the message lists the valid names and
         the closest match), a bad ``n_components``, or priors for unknown sites or with
-        values outside their support.
+        values outside their support, or an unknown guide family (or one given for a
+        model type that provides its own guide).
     """
 
     model_type: str
@@ -57,6 +67,7 @@ class ModelConfig:
         default=None, converter=lambda v: int(v) if isinstance(v, np.integer) else v)
     priors: types.MappingProxyType = attrs.field(default=None, converter=_freeze_priors)
     component_specific_params: bool = False
+    guide_family: str | None = None
 
     def __attrs_post_init__(self) -> None:
         spec = plugins.lookup_model_type(self.model_type)
@@ -86,12 +97,28 @@ class ModelConfig:
                 )
             if self.component_specific_params:
                 raise ValueError("component_specific_params applies to mixture model types only")
+        self._resolve_guide_family(spec)
         if spec.likelihood is not None:
             # Composed types know their sites: check prior names, sizes and supports now,
             # before any fitting starts.
             from scribe.compose import validated_priors
 
             validated_priors(self)
+
+    def _resolve_guide_family(self, spec) -> None:
+        name = self.guide_family
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"guide_family must be a string or None, got {type(name).__name__}")
+        if spec.likelihood is None:
+            if name is not None:
+                raise ValueError(f"guide_family applies to model types composed from a "
+                                 f"likelihood; '{self.model_type}' provides its own guide")
+            return
+        if name is None:
+            name = getattr(spec.likelihood, "guide_family", None) or DEFAULT_GUIDE_FAMILY
+        plugins.lookup_guide_family(name)
+        # Stored resolved, so that a saved configuration names the guide it was fitted with.
+        object.__setattr__(self, "guide_family", name)
 
     @property
     def is_mixture(self) -> bool:
@@ -109,6 +136,7 @@ class ModelConfig:
             "n_components": self.n_components,
             "priors": {k: list(v) for k, v in self.priors.items()},
             "component_specific_params": self.component_specific_params,
+            "guide_family": self.guide_family,
         }
 
     @classmethod
@@ -123,4 +151,8 @@ class ModelConfig:
         unknown = set(values) - {f.name for f in attrs.fields(cls)}
         if unknown:
             raise ValueError(f"unknown model configuration keys: {', '.join(sorted(unknown))}")
+        if "guide_family" not in values and "model_type" in values \
+                and plugins.lookup_model_type(values["model_type"]).likelihood is not None:
+            # Saved before guide families existed: every fit then was mean-field.
+            values = {**values, "guide_family": DEFAULT_GUIDE_FAMILY}
         return cls(**values)

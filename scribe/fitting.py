@@ -35,6 +35,7 @@ def fit(
     progress: bool = True,
     component_specific_params: bool = False,
     store_counts: bool = False,
+    guide_family: str | None = None,
 ) -> ScribeSVIResults:
     """Fit a model to UMI counts by stochastic variational inference.
 
@@ -65,6 +66,12 @@ def fit(
     store_counts : bool, default False
         Keep the observed counts in ``results.idata.observed_data`` (as non-zeros; a
         sparse matrix is never densified) and so in saved files.
+    guide_family : str, optional
+        Shape of the variational posterior (``scribe.available_guide_families()``):
+        ``mean_field`` (independent factors) or ``joint_gene`` (per gene a joint Normal
+        over the gene's sites in unconstrained space). None: the model type's default,
+        ``joint_gene`` for zinb and zinbvcp (their ``r`` and ``gate`` are correlated per
+        gene), ``mean_field`` otherwise.
 
     Returns
     -------
@@ -72,7 +79,8 @@ def fit(
     """
     config = ModelConfig(model_type=model_type, parameterization=parameterization,
                          n_components=n_components, priors=priors,
-                         component_specific_params=component_specific_params)
+                         component_specific_params=component_specific_params,
+                         guide_family=guide_family)
     counts, adata = prepare_counts(data, layer=layer, cells_axis=cells_axis)
     n_cells, n_genes = counts.shape
     run = SVIInferenceEngine.run_inference(
