@@ -32,7 +32,7 @@ PACKAGES = Path(__file__).parent / "plugin_packages"
 BUILTIN_TYPES = ["nbdm", "nbdm_mix", "nbvcp", "nbvcp_mix", "zinb", "zinb_mix", "zinbvcp",
                  "zinbvcp_mix"]
 BUILTIN_PARAMETERIZATIONS = ["linked", "odds_ratio", "standard", "unconstrained"]
-BUILTIN_PLUGINS = {"composition", "negative_binomial", "parameterizations"}
+BUILTIN_PLUGINS = {"composition", "guide_families", "negative_binomial", "parameterizations"}
 
 
 @pytest.fixture
