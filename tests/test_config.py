@@ -355,5 +355,6 @@ def test_to_dict_round_trip():
                              component_specific_params=True)
     data = cfg.to_dict()
     assert data == {"model_type": "zinb_mix", "parameterization": "linked", "n_components": 3,
-                    "priors": {"p": [2, 2]}, "component_specific_params": True}
+                    "priors": {"p": [2, 2]}, "component_specific_params": True,
+                    "guide_family": "joint_gene"}
     assert scribe.ModelConfig(**data) == cfg
