@@ -216,13 +216,18 @@ def test_posterior_draws_covariance_matches_fitted_covariance():
 # --------------------------------------------------------------------------------------
 # Every likelihood x parameterization: short fits
 # --------------------------------------------------------------------------------------
+# Each case compiles a fit and two samplers (tens of seconds on a busy two-core machine):
+# three representative cases run by default, the full cross product with `-m slow`.
+_FAST = {("zinb", "standard"), ("zinbvcp", "unconstrained"), ("zinb_mix", "standard")}
 FIT_CASES = [(b, par, None) for b in BASES for par in PARAMETERIZATIONS] + [
     ("zinb_mix", "standard", K), ("zinbvcp_mix", "odds_ratio", K),
     ("nbvcp_mix", "unconstrained", K)]
+FIT_PARAMS = [pytest.param(m, p, k, id=f"{m}-{p}",
+                           marks=() if (m, p) in _FAST else pytest.mark.slow)
+              for m, p, k in FIT_CASES]
 
 
-@pytest.mark.parametrize("model_type,par,k", FIT_CASES,
-                         ids=[f"{m}-{p}" for m, p, _ in FIT_CASES])
+@pytest.mark.parametrize("model_type,par,k", FIT_PARAMS)
 def test_joint_gene_fits_every_likelihood_and_parameterization(model_type, par, k):
     counts, _ = simulate_counts(model_type, 60, 12, n_components=k, seed=2)
     with warnings.catch_warnings():
