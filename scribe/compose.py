@@ -3,7 +3,9 @@
 One :class:`Composition` serves every model type built from a
 :class:`~scribe.Likelihood` with every registered parameterization: the likelihood
 declares its latents, the parameterization supplies the sites for them, and the
-mixture wrapper adds the component axis and the weights.
+mixture wrapper adds the component axis and the weights. The guide, its variational
+parameters and the posterior marginals come from the configured
+:class:`~scribe.guide_family.GuideFamily`.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class Composition:
             for name, site in self.sites.items()
         }
         self.global_sites = tuple(s for s in self.sites.values() if s.scope != CELL)
+        self.guide_family = plugins.lookup_guide_family(model_config.guide_family)
         self.cell_sites = tuple(s for s in self.sites.values() if s.scope == CELL)
 
     # ---- shapes and priors -------------------------------------------------------------
@@ -95,7 +98,7 @@ class Composition:
         """Prior arguments of ``site``: the user's (validated) or the family default."""
         return self.prior_params[site.name]
 
-    def _distribution(self, site: Site, args, shape: tuple[int, ...]) -> Distribution:
+    def distribution(self, site: Site, args, shape: tuple[int, ...]) -> Distribution:
         """``site``'s family with ``args`` broadcast to ``shape``, batch dims made event dims."""
         fam = site.family
         batch = shape[: len(shape) - fam.event_ndim]
@@ -107,7 +110,7 @@ class Composition:
         return fam.make(*args).to_event(len(batch)) if batch else fam.make(*args)
 
     def prior(self, site: Site, n_genes: int) -> Distribution:
-        return self._distribution(site, self.prior_args(site), self.value_shape(site, n_genes))
+        return self.distribution(site, self.prior_args(site), self.value_shape(site, n_genes))
 
     def canonical(self, values: dict) -> dict:
         """Canonical parameters from sampled-site values (unbatched)."""
@@ -140,7 +143,7 @@ class Composition:
                 if totals is not None and site.name in self.anchors:
                     prior = self.anchors[site.name].prior(totals)
                 else:
-                    prior = self._distribution(site, self.prior_args(site), ())
+                    prior = self.distribution(site, self.prior_args(site), ())
                 values[site.name] = numpyro.sample(site.name, prior)
             params = self.canonical(values)
             if not sparse:
@@ -181,35 +184,18 @@ class Composition:
             totals = jnp.sum(jnp.asarray(counts, jnp.float32), axis=-1)
         return totals if batch_size is None else totals[idx]
 
-    def _param_default(self, site: Site, shape: tuple[int, ...]) -> list:
-        # Overridden by data-informed values at SVI init; these only fix shapes.
-        return [jnp.zeros(shape) if c is numpyro.distributions.constraints.real
-                else jnp.full(shape, 2.0) for c in site.family.arg_constraints]
-
     def guide(self, n_cells: int, n_genes: int, counts=None, batch_size: int | None = None):
-        for site in self.global_sites:
-            shape = self.value_shape(site, n_genes)
-            args = [numpyro.param(name, default, constraint=c) for name, default, c in zip(
-                site.param_names, self._param_default(site, shape), site.family.arg_constraints)]
-            numpyro.sample(site.name, self._distribution(site, args, shape))
-        cell_args = {
-            site.name: [numpyro.param(name, default, constraint=c) for name, default, c in zip(
-                site.param_names, self._param_default(site, (n_cells,)),
-                site.family.arg_constraints)]
-            for site in self.cell_sites
-        }
-        with numpyro.plate("cells", n_cells, subsample_size=batch_size) as idx:
-            for site in self.cell_sites:
-                args = cell_args[site.name]
-                if batch_size is not None:
-                    args = [a[idx] for a in args]
-                numpyro.sample(site.name, site.family.make(*args))
+        """The guide of the configured guide family (``model_config.guide_family``)."""
+        self.guide_family.guide(self, n_cells, n_genes, counts, batch_size)
 
     # ---- posterior ---------------------------------------------------------------------
     def posterior_distributions(self, params: dict) -> dict[str, Distribution]:
-        """Variational distribution of every sampled site, batch-shaped like its value."""
-        return {site.name: site.family.make(*(jnp.asarray(params[n]) for n in site.param_names))
-                for site in self.sites.values()}
+        """Variational marginal of every sampled site, batch-shaped like its value."""
+        return self.guide_family.posterior_distributions(self, params)
+
+    def variational_params(self, n_cells: int, n_genes: int) -> dict:
+        """``{name: VariationalParam}`` (scope, shape, constraint) the guide declares."""
+        return self.guide_family.variational_params(self, n_cells, n_genes)
 
     def initial_params(self, canonical_guess: dict, n_cells: int,
                        n_genes: int) -> dict[str, jnp.ndarray]:
@@ -224,14 +210,9 @@ class Composition:
         sampled = {}
         for block in self.blocks:
             sampled.update(block.from_canonical(canonical_guess))
-        params = {}
-        for site in self.sites.values():
-            value = jnp.asarray(sampled[site.name], jnp.float32)
-            concentration = min(max(informing[site.scope], 50.0), 1e5)
-            args = site.family.init_args(value, concentration)
-            for name, arg in zip(site.param_names, args, strict=True):
-                params[name] = jnp.asarray(arg, jnp.float32)
-        return params
+        concentrations = {name: min(max(informing[site.scope], 50.0), 1e5)
+                          for name, site in self.sites.items()}
+        return self.guide_family.initial_params(self, sampled, concentrations)
 
 
 def _as_float(value) -> jnp.ndarray:

@@ -12,6 +12,9 @@ from scribe import plugins
 from scribe.anchoring import DEFAULT_LOG_SD, check_mrna_log_sd, resolve_mrna_per_cell
 from scribe.likelihood import CAPTURE
 
+#: Guide family of a composed model type whose likelihood names none.
+DEFAULT_GUIDE_FAMILY = "mean_field"
+
 
 def _freeze_priors(priors) -> types.MappingProxyType:
     if priors is None:
@@ -51,14 +54,21 @@ class ModelConfig:
         as given; :attr:`mrna_total` is the number.
     mrna_log_sd : float, default 0.3
         ``sd(log capture)`` of the anchored prior; only with ``mrna_per_cell``.
+    guide_family : str, optional
+        A registered guide family (``scribe.available_guide_families()``) shaping the
+        variational posterior of a model type composed from a likelihood. None: the
+        likelihood's default (``joint_gene`` for the zero-inflated types, whose ``r`` and
+        ``gate`` are correlated per gene; ``mean_field`` otherwise). After construction it
+        holds the resolved name (None for a plugin model type with its own guide).
 
     Raises
     ------
     ValueError
         Unknown model type or parameterization (the message lists the valid names and
         the closest match), a bad ``n_components``, priors for unknown sites or with
-        values outside their support, or a capture anchor that is invalid or given to a
-        model type without capture.
+        values outside their support, a capture anchor that is invalid or given to a
+        model type without capture, or an unknown guide family (or one given for a model
+        type that provides its own guide).
     """
 
     model_type: str
@@ -73,6 +83,7 @@ class ModelConfig:
     mrna_log_sd: float = attrs.field(
         default=DEFAULT_LOG_SD,
         converter=lambda v: float(v) if isinstance(v, np.floating | np.integer) else v)
+    guide_family: str | None = None
 
     def __attrs_post_init__(self) -> None:
         spec = plugins.lookup_model_type(self.model_type)
@@ -103,6 +114,7 @@ class ModelConfig:
             if self.component_specific_params:
                 raise ValueError("component_specific_params applies to mixture model types only")
         self._check_anchor(spec)
+        self._resolve_guide_family(spec)
         if spec.likelihood is not None:
             # Composed types know their sites: check prior names, sizes and supports now,
             # before any fitting starts.
@@ -131,6 +143,21 @@ class ModelConfig:
         """The capture anchor ``M_0`` in molecules per cell (None: not anchored)."""
         return resolve_mrna_per_cell(self.mrna_per_cell)
 
+    def _resolve_guide_family(self, spec) -> None:
+        name = self.guide_family
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"guide_family must be a string or None, got {type(name).__name__}")
+        if spec.likelihood is None:
+            if name is not None:
+                raise ValueError(f"guide_family applies to model types composed from a "
+                                 f"likelihood; '{self.model_type}' provides its own guide")
+            return
+        if name is None:
+            name = getattr(spec.likelihood, "guide_family", None) or DEFAULT_GUIDE_FAMILY
+        plugins.lookup_guide_family(name)
+        # Stored resolved, so that a saved configuration names the guide it was fitted with.
+        object.__setattr__(self, "guide_family", name)
+
     @property
     def is_mixture(self) -> bool:
         return plugins.lookup_model_type(self.model_type).mixture
@@ -149,6 +176,7 @@ class ModelConfig:
             "component_specific_params": self.component_specific_params,
             "mrna_per_cell": self.mrna_per_cell,
             "mrna_log_sd": self.mrna_log_sd,
+            "guide_family": self.guide_family,
         }
 
     @classmethod
@@ -163,4 +191,8 @@ class ModelConfig:
         unknown = set(values) - {f.name for f in attrs.fields(cls)}
         if unknown:
             raise ValueError(f"unknown model configuration keys: {', '.join(sorted(unknown))}")
+        if "guide_family" not in values and "model_type" in values \
+                and plugins.lookup_model_type(values["model_type"]).likelihood is not None:
+            # Saved before guide families existed: every fit then was mean-field.
+            values = {**values, "guide_family": DEFAULT_GUIDE_FAMILY}
         return cls(**values)

@@ -25,6 +25,7 @@ from numpyro.distributions import (
 )
 
 from scribe.distributions import BetaPrime
+from scribe.logit_normal import LogitNormal, logit_normal_mean, logit_normal_mode
 
 # Initial variational factors are centred on a data-informed guess with a concentration
 # chosen by the caller from how many observations inform the site (see
@@ -119,6 +120,12 @@ def _normal_init(value, concentration):
     return value, jnp.full(jnp.shape(value), _scale(concentration))
 
 
+def _logitnormal_init(value, concentration):
+    value = jnp.clip(value, 1e-3, 1 - 1e-3)
+    loc = jnp.log(value) - jnp.log1p(-value)
+    return loc, jnp.full(jnp.shape(loc), _scale(concentration))
+
+
 def _dirichlet_mode(alpha):
     k = alpha.shape[-1]
     interior = jnp.all(alpha > 1, axis=-1, keepdims=True)
@@ -180,6 +187,19 @@ NORMAL = Family(
     support=constraints.real,
 )
 
+# The marginal of a probability site under a guide that is Normal in logit space.
+LOGIT_NORMAL = Family(
+    name="logitnormal",
+    arg_names=("loc", "scale"),
+    arg_constraints=(constraints.real, constraints.positive),
+    make=LogitNormal,
+    mode=logit_normal_mode,
+    mean=logit_normal_mean,
+    init_args=_logitnormal_init,
+    default_prior=(0.0, 1.0),
+    support=constraints.unit_interval,
+)
+
 DIRICHLET = Family(
     name="dirichlet",
     arg_names=("concentrations",),
@@ -193,7 +213,7 @@ DIRICHLET = Family(
     event_ndim=1,
 )
 
-FAMILIES = {f.name: f for f in (BETA, BETA_PRIME, LOG_NORMAL, NORMAL, DIRICHLET)}
+FAMILIES = {f.name: f for f in (BETA, BETA_PRIME, LOG_NORMAL, NORMAL, LOGIT_NORMAL, DIRICHLET)}
 
 
 def family_of(distribution: Distribution) -> tuple[Family, tuple] | None:
@@ -208,6 +228,8 @@ def family_of(distribution: Distribution) -> tuple[Family, tuple] | None:
         base = base.base_dist
     if isinstance(base, BetaPrime):
         return BETA_PRIME, (base.concentration1, base.concentration0)
+    if isinstance(base, LogitNormal):
+        return LOGIT_NORMAL, (base.loc, base.scale)
     if isinstance(base, Beta):
         return BETA, (base.concentration1, base.concentration0)
     if isinstance(base, LogNormal):

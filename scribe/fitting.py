@@ -38,6 +38,7 @@ def fit(
     store_counts: bool = False,
     mrna_per_cell: float | str | None = None,
     mrna_log_sd: float = DEFAULT_LOG_SD,
+    guide_family: str | None = None,
 ) -> ScribeSVIResults:
     """Fit a model to UMI counts by stochastic variational inference.
 
@@ -80,6 +81,12 @@ def fit(
     mrna_log_sd : float, default 0.3
         Log-scale spread of the anchored capture prior (how much cells differ in mRNA
         content, and how sure ``M_0`` is); only with ``mrna_per_cell``.
+    guide_family : str, optional
+        Shape of the variational posterior (``scribe.available_guide_families()``):
+        ``mean_field`` (independent factors) or ``joint_gene`` (per gene a joint Normal
+        over the gene's sites in unconstrained space). None: the model type's default,
+        ``joint_gene`` for zinb and zinbvcp (their ``r`` and ``gate`` are correlated per
+        gene), ``mean_field`` otherwise.
 
     Returns
     -------
@@ -88,7 +95,8 @@ def fit(
     config = ModelConfig(model_type=model_type, parameterization=parameterization,
                          n_components=n_components, priors=priors,
                          component_specific_params=component_specific_params,
-                         mrna_per_cell=mrna_per_cell, mrna_log_sd=mrna_log_sd)
+                         mrna_per_cell=mrna_per_cell, mrna_log_sd=mrna_log_sd,
+                         guide_family=guide_family)
     counts, adata = prepare_counts(data, layer=layer, cells_axis=cells_axis)
     n_cells, n_genes = counts.shape
     if config.mrna_total is not None:

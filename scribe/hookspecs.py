@@ -1,7 +1,7 @@
 """Hook specifications of scribe's plugin system (pluggy project name ``scribe``).
 
 A plugin is a module of ``@scribe.hookimpl`` functions named in the ``scribe``
-entry-point group. Built-in model types and parameterizations use the same path.
+entry-point group. Built-in model types, parameterizations and guide families use the same path.
 """
 
 from __future__ import annotations
@@ -19,6 +19,16 @@ def scribe_model_types():
 @hookspec
 def scribe_parameterizations():
     """Return the :class:`scribe.Parameterization` objects this plugin provides."""
+
+
+@hookspec
+def scribe_guide_families():
+    """Return the :class:`scribe.GuideFamily` objects this plugin provides.
+
+    A guide family shapes the variational posterior of every model type composed from a
+    likelihood (any likelihood, any parameterization); users select it by name with
+    ``guide_family=``.
+    """
 
 
 @hookspec(firstresult=True)

@@ -61,11 +61,14 @@ class Likelihood:
     description : str
     latents : tuple of Latent
         Latents needed beyond ``p`` and ``r``.
+    guide_family : str
+        Guide family used when the user names none (``ModelConfig(guide_family=None)``).
     """
 
     name: str = ""
     description: str = ""
     latents: tuple[Latent, ...] = ()
+    guide_family: str = "mean_field"
 
     def scopes(self) -> dict[str, str]:
         """Scope of every canonical parameter: ``{"p": "shared", "r": "gene", ...}``."""

@@ -1,4 +1,4 @@
-"""The plugin manager and the registry of model types and parameterizations."""
+"""The plugin manager and the registry of model types, parameterizations and guide families."""
 
 from __future__ import annotations
 
@@ -42,11 +42,12 @@ def _collect(results, kind: str) -> dict:
 
 
 @functools.cache
-def _registry() -> tuple[dict, dict]:
+def _registry() -> tuple[dict, dict, dict]:
     hook = get_plugin_manager().hook
     return (
         _collect(hook.scribe_model_types(), "model type"),
         _collect(hook.scribe_parameterizations(), "parameterization"),
+        _collect(hook.scribe_guide_families(), "guide family"),
     )
 
 
@@ -60,6 +61,11 @@ def parameterizations() -> dict:
     return _registry()[1]
 
 
+def guide_families() -> dict:
+    """``{name: GuideFamily}`` of every registered guide family."""
+    return _registry()[2]
+
+
 def available_model_types() -> list[str]:
     """Names of the registered model types, plugins' included."""
     return list(model_types())
@@ -68,6 +74,11 @@ def available_model_types() -> list[str]:
 def available_parameterizations() -> list[str]:
     """Names of the registered parameterizations, plugins' included."""
     return list(parameterizations())
+
+
+def available_guide_families() -> list[str]:
+    """Names of the registered guide families, plugins' included."""
+    return list(guide_families())
 
 
 def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:
@@ -88,4 +99,11 @@ def lookup_parameterization(name: str):
     found = parameterizations()
     if name not in found:
         raise ValueError(unknown_name_message("parameterization", name, list(found)))
+    return found[name]
+
+
+def lookup_guide_family(name: str):
+    found = guide_families()
+    if not isinstance(name, str) or name not in found:
+        raise ValueError(unknown_name_message("guide family", name, list(found)))
     return found[name]

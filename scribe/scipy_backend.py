@@ -6,12 +6,14 @@ import numpy as np
 from scipy import stats
 
 from scribe.families import family_of
+from scribe.logit_normal import logitnorm
 
 _CONVERTERS = {
     "beta": lambda a, b: stats.beta(a, b),
     "betaprime": lambda a, b: stats.betaprime(a, b),
     "lognormal": lambda loc, scale: stats.lognorm(s=scale, scale=np.exp(loc)),
     "normal": lambda loc, scale: stats.norm(loc=loc, scale=scale),
+    "logitnormal": lambda loc, scale: logitnorm(loc, scale),
 }
 
 

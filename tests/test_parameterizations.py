@@ -245,6 +245,9 @@ def _expected_params(sites):
 
 
 def _config(base, par, mixture, **kw):
+    # The guide structure tested here is the mean-field one (tests/test_guide_families.py
+    # covers the others).
+    kw.setdefault("guide_family", "mean_field")
     if mixture:
         return scribe.ModelConfig(base + "_mix", par, n_components=K, **kw)
     return scribe.ModelConfig(base, par, **kw)

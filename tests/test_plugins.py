@@ -32,7 +32,7 @@ PACKAGES = Path(__file__).parent / "plugin_packages"
 BUILTIN_TYPES = ["nbdm", "nbdm_mix", "nbvcp", "nbvcp_mix", "zinb", "zinb_mix", "zinbvcp",
                  "zinbvcp_mix"]
 BUILTIN_PARAMETERIZATIONS = ["linked", "odds_ratio", "standard", "unconstrained"]
-BUILTIN_PLUGINS = {"composition", "negative_binomial", "parameterizations"}
+BUILTIN_PLUGINS = {"composition", "guide_families", "negative_binomial", "parameterizations"}
 
 
 @pytest.fixture
@@ -474,3 +474,28 @@ def test_hurdle_fit_runs_with_finite_losses(hurdle):
     # With a hurdle, gate is P(0): it follows each gene's observed zero fraction.
     zero_fraction = (counts == 0).mean(axis=0)
     assert np.corrcoef(estimates["gate"], zero_fraction)[0, 1] > 0.8
+
+
+# ---- guide families ----------------------------------------------------------------------------
+
+
+def test_third_party_guide_family_registers_and_fits(install):
+    install("scribe_test_guide", {"test_guide": "scribe_test_guide"})
+    assert scribe.available_guide_families() == ["joint_gene", "mean_field", "wide_start"]
+    config = scribe.ModelConfig("zinb", "standard", guide_family="wide_start")
+    counts, _ = simulate_counts("zinb", 40, 6, seed=1)
+    from scribe.svi.engine import initial_params
+
+    wide = initial_params(config, counts, seed=0)
+    narrow = initial_params(scribe.ModelConfig("zinb", "standard", guide_family="mean_field"),
+                            counts, seed=0)
+    # The mean-field parameters, started from a quarter of the pseudo-observations: the
+    # shared p's Beta factor has alpha + beta = max(C G / 50, 50) / 4 instead of 50.
+    assert set(wide) == set(narrow)
+    np.testing.assert_allclose(float(narrow["p_alpha"] + narrow["p_beta"]), 50.0, rtol=1e-5)
+    np.testing.assert_allclose(float(wide["p_alpha"] + wide["p_beta"]), 12.5, rtol=1e-5)
+    results = scribe.fit(counts, "zinb", "standard", guide_family="wide_start", n_steps=20,
+                         progress=False)
+    assert results.model_config.guide_family == "wide_start"
+    assert set(results.params) == set(narrow)
+    assert np.all(np.isfinite(np.asarray(results.loss_history)))

@@ -104,7 +104,8 @@ def make_results(model_type="nbdm", parameterization="standard", n_components=No
                  component_specific=False, seed=0, params=None, n_cells=C, n_genes=G,
                  **kwargs) -> ScribeSVIResults:
     config = ModelConfig(model_type, parameterization, n_components=n_components,
-                         component_specific_params=component_specific)
+                         component_specific_params=component_specific,
+                         guide_family="mean_field")
     if params is None:
         params = make_params(model_type, parameterization, n_cells, n_genes, n_components,
                              component_specific, seed)
@@ -908,7 +909,7 @@ def _build(model_type="nbdm", config=None, params=None, **kwargs):
 
 
 def test_post_init_defaults():
-    res = _build("zinb", ModelConfig("zinb"))
+    res = _build("zinb", ModelConfig("zinb", guide_family="mean_field"))
     assert (res.n_obs, res.n_vars, res.n_components) == (C, G, None)
     assert res.posterior_samples is None and res.predictive_samples is None
     res = _build("nbdm_mix", ModelConfig("nbdm_mix", n_components=3))
@@ -930,7 +931,7 @@ def test_post_init_rejects_inconsistent_configuration():
 
 def test_post_init_rejects_missing_or_misshaped_params():
     params = make_params("zinbvcp", "odds_ratio")
-    config = ModelConfig("zinbvcp", "odds_ratio")
+    config = ModelConfig("zinbvcp", "odds_ratio", guide_family="mean_field")
     _build("zinbvcp", config, params)  # valid
     for name in ("mu_scale", "phi_capture_beta", "gate_alpha", "phi_alpha"):
         broken = {k: v for k, v in params.items() if k != name}
@@ -973,7 +974,7 @@ def _adata():
 
 def test_from_anndata_copies_metadata_and_sets_sizes():
     adata = _adata()
-    config = ModelConfig("zinb_mix", "linked", n_components=2)
+    config = ModelConfig("zinb_mix", "linked", n_components=2, guide_family="mean_field")
     params = make_params("zinb_mix", "linked", n_components=2)
     res = ScribeSVIResults.from_anndata(adata, params, jnp.arange(4.0), config)
     assert (res.n_cells, res.n_genes, res.n_obs, res.n_vars) == (C, G, C, G)
@@ -1009,7 +1010,8 @@ def _run(model_type="nbdm", parameterization="standard", n_components=None):
 
 def test_factory_without_adata():
     run = _run("zinb", "odds_ratio")
-    config = ModelConfig("zinb", "odds_ratio", priors={"phi": (2.0, 3.0)})
+    config = ModelConfig("zinb", "odds_ratio", priors={"phi": (2.0, 3.0)},
+                         guide_family="mean_field")
     counts = np.zeros((C, G))
     priors = {"phi": (2.0, 3.0)}
     res = SVIResultsFactory.create_results(run, config, None, counts, C, G, "zinb", None, priors)

@@ -52,6 +52,9 @@ class NegativeBinomial(scribe.Likelihood):
         latents = []
         if zero_inflated:
             latents.append(Latent("gate", PROBABILITY, "gene"))
+            # r and gate are strongly correlated per gene (a zero is either a dropout or
+            # a small NB draw): a mean-field guide makes their intervals too narrow.
+            self.guide_family = "joint_gene"
         if variable_capture:
             latents.append(Latent("p_capture", CAPTURE, "cell"))
         self.latents = tuple(latents)

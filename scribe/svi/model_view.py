@@ -73,8 +73,8 @@ class ModelView:
         """Scope of each variational parameter."""
         if self.composition is None:
             return {}
-        return {name: site.scope for site in self.composition.sites.values()
-                for name in site.param_names}
+        declared = self.composition.variational_params(self.n_cells, self.n_genes)
+        return {name: param.scope for name, param in declared.items()}
 
     def all_scopes(self) -> dict[str, str]:
         """Scope of every sampled site, canonical quantity and variational parameter."""

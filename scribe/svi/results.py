@@ -295,6 +295,7 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
             model_type=self.model_config.base_model_type,
             parameterization=self.model_config.parameterization,
             priors={n: v for n, v in self.model_config.priors.items() if n not in dropped},
+            guide_family=self.model_config.guide_family,
         )
         attrs = dict(idata.container_attrs(self._idata))
         attrs[CONFIG_ATTR] = nested.dumps(config.to_dict(), "model_config")

@@ -40,6 +40,8 @@ class CompiledSamplers:
         view = self._view
         draws = Predictive(view.guide(), params=params, num_samples=n_samples)(
             rng_key, view.n_cells, view.n_genes)
+        # Sampled sites only: a guide's auxiliary draws (e.g. a joint latent) are not kept.
+        draws = {name: draws[name] for name in view.sampled_sites(draws)}
         return {**view.canonical_batched(draws), **draws}
 
     def _draw_predictive(self, sampled: dict, rng_key, batch_size: int | None):

@@ -189,18 +189,16 @@ class ResultsStore:
         composition = self._view.composition
         if composition is None:
             return
-        expected = {name for site in composition.sites.values() for name in site.param_names}
-        missing = expected - set(params)
+        declared = composition.variational_params(self.n_cells, self.n_genes)
+        missing = set(declared) - set(params)
         if missing:
             raise ValueError(f"params lack {', '.join(sorted(missing))} required by "
-                             f"'{self.model_type}' ({self._config.parameterization})")
-        for site in composition.sites.values():
-            shape = ((self.n_cells,) if site.scope == CELL
-                     else composition.value_shape(site, self.n_genes))
-            for name in site.param_names:
-                if tuple(jnp.shape(params[name])) != shape:
-                    raise ValueError(f"param '{name}' has shape "
-                                     f"{tuple(jnp.shape(params[name]))}, expected {shape}")
+                             f"'{self.model_type}' ({self._config.parameterization}, "
+                             f"guide family {self._config.guide_family})")
+        for name, param in declared.items():
+            if tuple(jnp.shape(params[name])) != param.shape:
+                raise ValueError(f"param '{name}' has shape "
+                                 f"{tuple(jnp.shape(params[name]))}, expected {param.shape}")
 
     # ---- sizes and configuration (read-only) -------------------------------------------------
     @property
