@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -12,9 +13,23 @@ from scribe.compose import validated_priors
 from scribe.config import ModelConfig
 from scribe.data import prepare_counts
 from scribe.plugins import lookup_model_type
+from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
 from scribe.svi.engine import SVIInferenceEngine
 from scribe.svi.factory import SVIResultsFactory
 from scribe.svi.results import ScribeSVIResults
+
+DEFAULT_TOL = 1e-5
+DEFAULT_PATIENCE = 3
+DEFAULT_LEARNING_RATE = 1e-3
+
+
+def default_optimizer():
+    """``scribe.fit``'s optimiser when none is given: Adam at ``DEFAULT_LEARNING_RATE``."""
+    return Adam(step_size=DEFAULT_LEARNING_RATE)
+
+
+def _format(value: float | None) -> str:
+    return "not yet resolved" if value is None else f"{value:.1e}"
 
 
 def fit(
@@ -35,6 +50,8 @@ def fit(
     progress: bool = True,
     component_specific_params: bool = False,
     store_counts: bool = False,
+    tol: float | None = DEFAULT_TOL,
+    patience: int = DEFAULT_PATIENCE,
 ) -> ScribeSVIResults:
     """Fit a model to UMI counts by stochastic variational inference.
 
@@ -50,6 +67,8 @@ def fit(
     priors : dict, optional
         Prior arguments keyed by sampled site, e.g. ``{"p": (2, 2)}``.
     n_steps : int, default 100_000
+        The most SVI steps to run; the fit stops earlier once the loss has converged
+        (see ``tol``).
     batch_size : int, optional
         Cells per step (None: all cells).
     seed : int, default 42
@@ -65,32 +84,47 @@ def fit(
     store_counts : bool, default False
         Keep the observed counts in ``results.idata.observed_data`` (as non-zeros; a
         sparse matrix is never densified) and so in saved files.
+    tol : float or None, default 1e-5
+        Convergence stop (SPEC section 6): the loss is checked every 100 steps, and the
+        fit stops after ``patience`` consecutive checks whose relative improvement per
+        100 steps (medians of spans of steps, resolved against the loss's noise; see
+        :mod:`scribe.svi.convergence`) is below ``tol``. None or 0 runs all ``n_steps``.
+    patience : int, default 3
+        Consecutive flat checks needed to stop.
 
     Returns
     -------
     ScribeSVIResults
+        ``n_steps_run`` and ``converged`` record where and why the fit stopped; a fit that
+        reaches ``n_steps`` without converging warns (``RuntimeWarning``).
     """
+    check_stopping_args(tol, patience)
     config = ModelConfig(model_type=model_type, parameterization=parameterization,
                          n_components=n_components, priors=priors,
                          component_specific_params=component_specific_params)
     counts, adata = prepare_counts(data, layer=layer, cells_axis=cells_axis)
     n_cells, n_genes = counts.shape
+    monitor = ConvergenceMonitor(tol=tol, patience=patience)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
-        optimizer=Adam(step_size=0.001) if optimizer is None else optimizer,
+        optimizer=default_optimizer() if optimizer is None else optimizer,
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,
-        stable_update=stable_update, progress=progress)
+        stable_update=stable_update, progress=progress, stopping=monitor)
+    if monitor.enabled and not monitor.converged:
+        warnings.warn(
+            f"the fit did not converge within n_steps={int(n_steps)} steps (relative loss "
+            f"improvement per 100 steps {_format(monitor.improvement)}, tol={tol:g}); "
+            f"raise n_steps, or the optimizer's learning rate, or check the loss_history",
+            RuntimeWarning, stacklevel=2)
     prior_params = (validated_priors(config) if lookup_model_type(model_type).likelihood
                     else dict(config.priors))
     if not np.all(np.isfinite(np.asarray(run.losses))):
-        import warnings
-
         warnings.warn("some SVI steps had a non-finite loss; with stable_update they were "
                       "skipped", RuntimeWarning, stacklevel=2)
     results = SVIResultsFactory.create_results(run, config, adata, counts, n_cells, n_genes,
                                                config.model_type, config.n_components,
-                                               prior_params)
+                                               prior_params, converged=monitor.converged)
     if store_counts:
         results.set_observed_counts(counts)
     return results
