@@ -20,7 +20,9 @@ from scribe.svi.results import ScribeSVIResults
 
 DEFAULT_TOL = 1e-5
 DEFAULT_PATIENCE = 3
-DEFAULT_LEARNING_RATE = 1e-3
+# Adam 3e-3: measured against 1e-3 ... 3e-2, decaying schedules and ClippedAdam in
+# benchmarks/optimizer_choice.py (docs/models.md, "Convergence and the default optimiser").
+DEFAULT_LEARNING_RATE = 3e-3
 
 
 def default_optimizer():
@@ -75,7 +77,9 @@ def fit(
     layer : str, optional
         AnnData layer (None: ``.X``).
     cells_axis : {0, 1}, default 0
-    optimizer : numpyro optimizer, default Adam(step_size=0.001)
+    optimizer : numpyro optimizer, default Adam(step_size=0.003)
+        The default was chosen by measurement (docs/models.md); ``run_inference`` keeps
+        the seed's Adam(0.001).
     loss : numpyro ELBO, default TraceMeanField_ELBO()
     stable_update : bool, default True
     progress : bool, default True
