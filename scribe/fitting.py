@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,9 +14,25 @@ from scribe.compose import validated_priors
 from scribe.config import ModelConfig
 from scribe.data import prepare_counts
 from scribe.plugins import lookup_model_type
+from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
 from scribe.svi.engine import SVIInferenceEngine
 from scribe.svi.factory import SVIResultsFactory
 from scribe.svi.results import ScribeSVIResults
+
+DEFAULT_TOL = 1e-5
+DEFAULT_PATIENCE = 3
+# Adam 3e-3: measured against 1e-3 ... 3e-2, decaying schedules and ClippedAdam in
+# benchmarks/optimizer_choice.py (docs/models.md, "Convergence and the default optimiser").
+DEFAULT_LEARNING_RATE = 3e-3
+
+
+def default_optimizer():
+    """``scribe.fit``'s optimiser when none is given: Adam at ``DEFAULT_LEARNING_RATE``."""
+    return Adam(step_size=DEFAULT_LEARNING_RATE)
+
+
+def _format(value: float | None) -> str:
+    return "not yet resolved" if value is None else f"{value:.1e}"
 
 
 def fit(
@@ -39,6 +56,8 @@ def fit(
     mrna_per_cell: float | str | None = None,
     mrna_log_sd: float = DEFAULT_LOG_SD,
     guide_family: str | None = None,
+    tol: float | None = DEFAULT_TOL,
+    patience: int = DEFAULT_PATIENCE,
 ) -> ScribeSVIResults:
     """Fit a model to UMI counts by stochastic variational inference.
 
@@ -54,13 +73,17 @@ def fit(
     priors : dict, optional
         Prior arguments keyed by sampled site, e.g. ``{"p": (2, 2)}``.
     n_steps : int, default 100_000
+        The most SVI steps to run; the fit stops earlier once the loss has converged
+        (see ``tol``).
     batch_size : int, optional
         Cells per step (None: all cells).
     seed : int, default 42
     layer : str, optional
         AnnData layer (None: ``.X``).
     cells_axis : {0, 1}, default 0
-    optimizer : numpyro optimizer, default Adam(step_size=0.001)
+    optimizer : numpyro optimizer, default Adam(step_size=0.003)
+        The default was chosen by measurement (docs/models.md); ``run_inference`` keeps
+        the seed's Adam(0.001).
     loss : numpyro ELBO, default TraceMeanField_ELBO()
     stable_update : bool, default True
     progress : bool, default True
@@ -87,11 +110,21 @@ def fit(
         over the gene's sites in unconstrained space). None: the model type's default,
         ``joint_gene`` for zinb and zinbvcp (their ``r`` and ``gate`` are correlated per
         gene), ``mean_field`` otherwise.
+    tol : float or None, default 1e-5
+        Convergence stop (SPEC section 6): the loss is checked every 100 steps, and the
+        fit stops after ``patience`` consecutive checks whose relative improvement per
+        100 steps (medians of spans of steps, resolved against the loss's noise; see
+        :mod:`scribe.svi.convergence`) is below ``tol``. None or 0 runs all ``n_steps``.
+    patience : int, default 3
+        Consecutive flat checks needed to stop.
 
     Returns
     -------
     ScribeSVIResults
+        ``n_steps_run`` and ``converged`` record where and why the fit stopped; a fit that
+        reaches ``n_steps`` without converging warns (``RuntimeWarning``).
     """
+    check_stopping_args(tol, patience)
     config = ModelConfig(model_type=model_type, parameterization=parameterization,
                          n_components=n_components, priors=priors,
                          component_specific_params=component_specific_params,
@@ -101,22 +134,27 @@ def fit(
     n_cells, n_genes = counts.shape
     if config.mrna_total is not None:
         warn_clipped_anchor(counts, config.mrna_total)
+    monitor = ConvergenceMonitor(tol=tol, patience=patience)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
-        optimizer=Adam(step_size=0.001) if optimizer is None else optimizer,
+        optimizer=default_optimizer() if optimizer is None else optimizer,
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,
-        stable_update=stable_update, progress=progress)
+        stable_update=stable_update, progress=progress, stopping=monitor)
+    if monitor.enabled and not monitor.converged:
+        warnings.warn(
+            f"the fit did not converge within n_steps={int(n_steps)} steps (relative loss "
+            f"improvement per 100 steps {_format(monitor.improvement)}, tol={tol:g}); "
+            f"raise n_steps, or the optimizer's learning rate, or check the loss_history",
+            RuntimeWarning, stacklevel=2)
     prior_params = (validated_priors(config) if lookup_model_type(model_type).likelihood
                     else dict(config.priors))
     if not np.all(np.isfinite(np.asarray(run.losses))):
-        import warnings
-
         warnings.warn("some SVI steps had a non-finite loss; with stable_update they were "
                       "skipped", RuntimeWarning, stacklevel=2)
     results = SVIResultsFactory.create_results(run, config, adata, counts, n_cells, n_genes,
                                                config.model_type, config.n_components,
-                                               prior_params)
+                                               prior_params, converged=monitor.converged)
     if store_counts:
         results.set_observed_counts(counts)
     return results

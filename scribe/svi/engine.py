@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from scribe import plugins
 from scribe.config import ModelConfig
 from scribe.counts import SparseCounts
+from scribe.svi.convergence import ConvergenceMonitor
 
 
 def resolve_model_and_guide(model_config: ModelConfig):
@@ -86,6 +87,8 @@ class SVIInferenceEngine:
         seed: int = 42,
         stable_update: bool = True,
         progress: bool = True,
+        *,
+        stopping: ConvergenceMonitor | None = None,
     ) -> SVIRunResult:
         """Execute SVI inference.
 
@@ -104,12 +107,17 @@ class SVIInferenceEngine:
         stable_update : bool, default True
             Skip steps whose loss or new parameters are not finite.
         progress : bool, default True
-            Show a progress bar with the current loss.
+            Show a progress bar with the current loss (and the convergence state).
+        stopping : scribe.svi.convergence.ConvergenceMonitor, optional
+            A stopping rule, checked on the host after every ``stopping.window`` steps;
+            ``n_steps`` is then a cap and the monitor records whether and when the fit
+            converged. None (the default) runs exactly ``n_steps`` steps.
 
         Returns
         -------
         numpyro.infer.svi.SVIRunResult
-            ``params`` (constrained variational parameters), ``state``, ``losses`` ``(n_steps,)``.
+            ``params`` (constrained variational parameters), ``state``, ``losses``
+            ``(n_steps_run,)``: ``n_steps`` unless ``stopping`` ended the fit earlier.
         """
         if count_data.shape != (n_cells, n_genes):
             raise ValueError(
@@ -133,7 +141,12 @@ class SVIInferenceEngine:
                          batch_size=batch_size, init_params=init)
 
         update = svi.stable_update if stable_update else svi.update
-        chunk = _chunk_size(n_steps)
+        if stopping is not None and stopping.enabled:
+            stopping.reset()
+            chunk = min(n_steps, stopping.window)   # one check per compiled chunk
+        else:
+            stopping = None
+            chunk = _chunk_size(n_steps)
 
         @jax.jit
         def run_chunk(state, counts, n_active):
@@ -145,15 +158,28 @@ class SVIInferenceEngine:
 
             return jax.lax.fori_loop(0, n_active, body, (state, jnp.full(chunk, jnp.nan)))
 
-        losses = []
+        losses = None   # filled in place; its dtype is the loss's (float64 under x64)
         with tqdm(total=n_steps, disable=not progress, desc="SVI", unit="step") as bar:
             done = 0
             while done < n_steps:
                 n_active = min(chunk, n_steps - done)
                 state, chunk_losses = run_chunk(state, counts, n_active)
                 chunk_losses = np.asarray(chunk_losses[:n_active])
-                losses.append(chunk_losses)
+                if losses is None:
+                    losses = np.full(n_steps, np.nan, dtype=chunk_losses.dtype)
+                losses[done:done + n_active] = chunk_losses
                 done += n_active
                 bar.update(n_active)
-                bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
-        return SVIRunResult(svi.get_params(state), state, jnp.asarray(np.concatenate(losses)))
+                postfix = {"loss": f"{losses[done - 1]:.4g}"}
+                if stopping is not None:
+                    stop = stopping.update(losses[:done])
+                    postfix["state"] = stopping.describe()
+                    bar.set_postfix(postfix)
+                    if stop:
+                        break
+                else:
+                    bar.set_postfix(postfix)
+            if stopping is not None and not stopping.converged:
+                bar.set_postfix(loss=f"{losses[done - 1]:.4g}",
+                                state=f"not converged in {n_steps} steps")
+        return SVIRunResult(svi.get_params(state), state, jnp.asarray(losses[:done]))

@@ -14,7 +14,8 @@ class SVIResultsFactory:
     @staticmethod
     def create_results(svi_results: Any, model_config: ModelConfig, adata, count_data,
                        n_cells: int, n_genes: int, model_type: str,
-                       n_components: int | None, prior_params: dict[str, Any]) -> ScribeSVIResults:
+                       n_components: int | None, prior_params: dict[str, Any], *,
+                       converged: bool | None = None) -> ScribeSVIResults:
         """Package SVI results into a :class:`ScribeSVIResults`.
 
         Parameters
@@ -28,6 +29,8 @@ class SVIResultsFactory:
         model_type : str
         n_components : int or None
         prior_params : dict
+        converged : bool, optional
+            Whether the run met its stopping rule (None: not recorded).
         """
         if tuple(count_data.shape) != (n_cells, n_genes):
             raise ValueError(f"count_data has shape {tuple(count_data.shape)}, expected "
@@ -37,7 +40,7 @@ class SVIResultsFactory:
                              f"configuration's '{model_config.model_type}'")
         common = dict(params=dict(svi_results.params), loss_history=svi_results.losses,
                       model_config=model_config, prior_params=dict(prior_params),
-                      n_components=n_components)
+                      n_components=n_components, converged=converged)
         if adata is not None:
             if (adata.n_obs, adata.n_vars) != (n_cells, n_genes):
                 raise ValueError(f"adata is {adata.n_obs} x {adata.n_vars}, counts are "

@@ -146,12 +146,22 @@ def log_likelihood_dataset(per_cell, axes: Axes) -> xr.Dataset:
     return dataset.assign_coords({CHAIN: [0], DRAW: np.arange(array.shape[0])})
 
 
-def loss_dataset(loss) -> xr.Dataset:
-    """Loss per optimisation step, variable ``loss`` along ``step``."""
+CONVERGED_ATTR, STEPS_RUN_ATTR = "converged", "n_steps_run"
+
+
+def loss_dataset(loss, converged: bool | None = None) -> xr.Dataset:
+    """Loss per optimisation step, variable ``loss`` along ``step``.
+
+    Attributes: ``n_steps_run`` (the trace's length) and, when known, ``converged``
+    (stored as 0/1: netCDF has no boolean attributes).
+    """
     array = _host(loss)
     if array.ndim != 1:
         raise ValueError(f"loss_history must be one-dimensional, got shape {array.shape}")
-    return xr.Dataset({"loss": xr.Variable(STEP, array)})
+    attrs = {STEPS_RUN_ATTR: int(array.shape[0])}
+    if converged is not None:
+        attrs[CONVERGED_ATTR] = int(bool(converged))
+    return xr.Dataset({"loss": xr.Variable(STEP, array)}, attrs=attrs)
 
 
 # ---- observed counts --------------------------------------------------------------------

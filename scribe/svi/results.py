@@ -74,6 +74,14 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
     predictive_samples : jax.Array, optional
         Predictive counts ``(n_samples, n_cells, n_genes)``.
     n_components : int, optional
+    converged : bool, optional
+        Whether the fit met its stopping rule (keyword only; None: not recorded).
+
+    Attributes
+    ----------
+    n_steps_run : int
+        Steps the fit ran (``len(loss_history)``).
+    converged : bool or None
     """
 
     @classmethod

@@ -14,6 +14,8 @@ group                      contents
                            ``counts_value`` along ``nonzero``) and ``total_counts`` (cell)
 ``variational_parameters`` the guide's parameters, dims by scope   ``params``
 ``optimization``           ``loss`` ``(step,)``                     ``loss_history``
+                           attributes ``n_steps_run``, ``converged`` (0/1; absent when
+                           not recorded)            ``n_steps_run``, ``converged``
 ``obs`` / ``var``          cell / gene metadata; their ``cell`` / ``gene`` coordinates
                            name the cells and genes of every group  ``obs``, ``var``
 ``uns``                    unstructured metadata (only when given)  ``uns``
@@ -79,6 +81,8 @@ class ResultsStore:
         ``(n_samples, n_cells, n_genes)``.
     n_components : int, optional
         Must equal ``model_config.n_components``.
+    converged : bool, optional
+        Whether the fit met its stopping rule (None: not recorded).
     """
 
     def __init__(self, params: dict, loss_history, n_cells: int, n_genes: int,
@@ -86,7 +90,7 @@ class ResultsStore:
                  obs: pd.DataFrame | None = None, var: pd.DataFrame | None = None,
                  uns: dict | None = None, n_obs: int | None = None, n_vars: int | None = None,
                  posterior_samples: dict | None = None, predictive_samples=None,
-                 n_components: int | None = None):
+                 n_components: int | None = None, *, converged: bool | None = None):
         if not isinstance(model_config, ModelConfig):
             raise TypeError(f"model_config must be a scribe.ModelConfig, got "
                             f"{type(model_config).__name__}")
@@ -117,6 +121,7 @@ class ResultsStore:
             self._metadata.set(name, value)
         self.params = params
         self.loss_history = loss_history
+        self.converged = converged
         self.posterior_samples = posterior_samples
         self.predictive_samples = predictive_samples
 
@@ -248,7 +253,31 @@ class ResultsStore:
 
     @loss_history.setter
     def loss_history(self, values) -> None:
+        # A new trace: whether it converged is unknown until ``converged`` is set.
         self._set_group(OPTIMIZATION, layout.loss_dataset(values))
+
+    @property
+    def n_steps_run(self) -> int:
+        """SVI steps the fit ran (the length of ``loss_history``)."""
+        return int(self._group(OPTIMIZATION).sizes[layout.STEP])
+
+    @property
+    def converged(self) -> bool | None:
+        """Whether the fit stopped because its loss converged (``scribe.fit``'s ``tol``).
+
+        False when it ran to the ``n_steps`` cap (or stopping was disabled); None when not
+        recorded: results built from a bare ``run_inference`` run, or files saved before
+        scribe recorded it.
+        """
+        value = self._group(OPTIMIZATION).attrs.get(layout.CONVERGED_ATTR)
+        return None if value is None else bool(int(value))
+
+    @converged.setter
+    def converged(self, value: bool | None) -> None:
+        if value is not None and not isinstance(value, bool | np.bool_):
+            raise TypeError(f"converged must be a bool or None, got {value!r}")
+        self._set_group(OPTIMIZATION, layout.loss_dataset(self._group(OPTIMIZATION)["loss"]
+                                                          .values, value))
 
     @property
     def posterior_samples(self) -> dict | None:
