@@ -75,12 +75,67 @@ def analyses_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def time_to_fit_table(data: dict) -> str:
+    """Simulated fits with the defaults (and the fixed-step reference), then real counts."""
+
+    def pct(row, key):
+        return f"{row[key]:.1%}" if row.get(key) is not None else "—"
+
+    def num(row, key, fmt="{:.3f}"):
+        return fmt.format(row[key]) if row.get(key) is not None else "—"
+
+    simulated = [r for r in data["rows"] if "size" in r]
+    real = [r for r in data["rows"] if "data" in r]
+    lines = []
+    if simulated:
+        lines += ["| model type | param. | density | wall (s) | steps | converged | r error "
+                  "| Δp / p̂ error | gate error | ARI | r cov. | gate cov. | p̂ cov. "
+                  "| reference: steps, wall (s), r error, Δp / p̂ error | peak RSS (MB) |",
+                  "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+        for row in simulated:
+            if "error" in row:
+                lines.append(f"| {row['model_type']} | | | {row['error']} |" + " |" * 11)
+                continue
+            p_err = (pct(row, "p_hat_error") if "p_hat_error" in row
+                     else num(row, "p_error", "{:.4f}"))
+            ref = row.get("reference")
+            ref_text = "—" if not ref else (
+                f"{ref['steps']}, {ref['seconds']:.0f}, {pct(ref, 'r_error')}, "
+                + (pct(ref, "p_hat_error") if "p_hat_error" in ref
+                   else num(ref, "p_error", "{:.4f}")))
+            lines.append(
+                f"| {row['model_type']} | {row['parameterization']} | {row['density']:.1%} | "
+                f"{row['seconds']:.1f} | {row['n_steps_run']} | {row['converged']} | "
+                f"{pct(row, 'r_error')} | {p_err} | {num(row, 'gate_error')} | "
+                f"{num(row, 'ari')} | {pct(row, 'r_coverage')} | {pct(row, 'gate_coverage')} | "
+                f"{pct(row, 'p_hat_coverage')} | {ref_text} | {row['peak_rss_mb']:.0f} |")
+    if real:
+        lines += ["", f"Real counts: {real[0]['data']}, {real[0]['cells']} cells × "
+                  f"{real[0]['genes']} genes ({real[0]['expressed_genes']} expressed); share of "
+                  "expressed genes whose observed statistic lies in the central 90 % band of "
+                  "100 posterior-predictive replicates.", "",
+                  "| model type | wall (s) | steps | converged | mean | variance | zero fraction "
+                  "| all three |", "|---|---:|---:|---|---:|---:|---:|---:|"]
+        for row in real:
+            if "error" in row:
+                lines.append(f"| {row['model_type']} | {row['error']} | | | | | | |")
+                continue
+            lines.append(
+                f"| {row['model_type']} | {row['seconds']:.1f} | {row['n_steps_run']} | "
+                f"{row['converged']} | {pct(row, 'mean_in_band')} | "
+                f"{pct(row, 'variance_in_band')} | {pct(row, 'zero_fraction_in_band')} | "
+                f"{pct(row, 'all_in_band')} |")
+    return "\n".join(lines)
+
+
 def main(paths: list[str]) -> None:
     for path in paths:
         with open(path) as handle:
             data = json.load(handle)
         print(f"### {path}\n")
-        if "cells" in data:
+        if data.get("time_to_fit"):
+            print(time_to_fit_table(data))
+        elif "cells" in data:
             print(recovery_table(data))
         elif "samples" in data:
             print(analyses_table(data))
