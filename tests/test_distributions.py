@@ -227,6 +227,9 @@ def test_families_make_the_right_distribution():
         (BETA_PRIME, (2.0, 3.0), stats.betaprime(2.0, 3.0).logpdf(x)),
         (LOG_NORMAL, (0.2, 0.7), stats.lognorm(0.7, scale=np.exp(0.2)).logpdf(x)),
         (NORMAL, (0.2, 0.7), stats.norm(0.2, 0.7).logpdf(x)),
+        (families.LOGIT_NORMAL, (0.2, 0.7), stats.logitnorm(0.2, 0.7).logpdf(x)
+         if hasattr(stats, "logitnorm") else
+         stats.norm(0.2, 0.7).logpdf(np.log(x / (1 - x))) - np.log(x * (1 - x))),
     ]
     for fam, args, want in checks:
         d = fam.make(*(jnp.float32(a) for a in args))
@@ -240,7 +243,7 @@ def test_families_make_the_right_distribution():
                                stats.dirichlet([2.0, 3.0, 4.0]).logpdf(v), rtol=1e-5)
     assert family_of(d)[0] is DIRICHLET
     assert families.FAMILIES == {f.name: f for f in (BETA, BETA_PRIME, LOG_NORMAL, NORMAL,
-                                                     DIRICHLET)}
+                                                     DIRICHLET, families.LOGIT_NORMAL)}
 
 
 # ---- prior argument validation ------------------------------------------------------------
