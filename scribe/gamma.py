@@ -109,15 +109,19 @@ def philox4x32(counter: tuple, key: tuple) -> tuple:
     -------
     tuple of 4 uint32 arrays, the random words.
     """
-    c0, c1, c2, c3 = (jnp.asarray(c, jnp.uint32) for c in counter)
-    c0, c1, c2, c3 = jnp.broadcast_arrays(c0, c1, c2, c3)
-    k0, k1 = (jnp.asarray(k, jnp.uint32) for k in key)
-    for _ in range(10):
+    c = jnp.broadcast_arrays(*(jnp.asarray(c, jnp.uint32) for c in counter))
+    k = tuple(jnp.asarray(k, jnp.uint32) for k in key)
+
+    def round_(_, state):
+        (c0, c1, c2, c3), (k0, k1) = state
         hi0, lo0 = _mulhilo(c0, _PHILOX_M[0])
         hi1, lo1 = _mulhilo(c2, _PHILOX_M[1])
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-        k0, k1 = k0 + jnp.uint32(_PHILOX_W[0]), k1 + jnp.uint32(_PHILOX_W[1])
-    return c0, c1, c2, c3
+        return ((hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0),
+                (k0 + jnp.uint32(_PHILOX_W[0]), k1 + jnp.uint32(_PHILOX_W[1])))
+
+    # A rolled loop: unrolled, XLA's compile time grows to seconds per call site.
+    c, _ = jax.lax.fori_loop(0, 10, round_, (tuple(c), k))
+    return c
 
 
 def _words(seed: tuple, n: int, stream, part: int) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -229,12 +233,13 @@ def _gamma_with_derivative(key, a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarra
         it, g, ok = state
         idx = jnp.nonzero(~ok, size=_GROUP, fill_value=n)[0]
         dd = d[jnp.minimum(idx, n - 1)]
-        g_new, ok_new = jnp.ones_like(dd), jnp.zeros(dd.shape, bool)
-        for r in range(_ROUNDS):
-            bx, bu = _words(seed, _GROUP, it * _ROUNDS + r, _RETRY)
-            g_r, ok_r = _marsaglia_tsang(dd, _normal(bx, dtype), _uniform_open(bu, dtype))
-            g_new = jnp.where(ok_r & ~ok_new, g_r, g_new)
-            ok_new = ok_new | ok_r
+        bx, bu = _words(seed, _GROUP * _ROUNDS, it, _RETRY)
+        g_r, ok_r = _marsaglia_tsang(jnp.tile(dd, _ROUNDS), _normal(bx, dtype),
+                                     _uniform_open(bu, dtype))
+        g_r, ok_r = g_r.reshape(_ROUNDS, _GROUP), ok_r.reshape(_ROUNDS, _GROUP)
+        first = jnp.argmax(ok_r, axis=0)
+        g_new = jnp.take_along_axis(g_r, first[None], axis=0)[0]
+        ok_new = jnp.any(ok_r, axis=0)
         g = g.at[idx].set(jnp.where(ok_new, g_new, g.at[idx].get(mode="fill", fill_value=1)),
                           mode="drop")
         return it + 1, g, ok.at[idx].set(ok_new, mode="drop")
