@@ -25,6 +25,13 @@ from scribe.families import BETA, BETA_PRIME, DIRICHLET, family_of
 
 KEY = jax.random.PRNGKey(7)
 SHAPES = (0.3, 1.0, 5.0, 100.0, 1e4)
+slow = pytest.mark.slow
+
+
+def _some_slow(cases, fast_cases):
+    """Cases outside ``fast_cases`` carry the ``slow`` marker (each compiles its own step)."""
+    return [c if c in fast_cases else pytest.param(*c if isinstance(c, tuple) else (c,),
+                                                    marks=slow) for c in cases]
 
 
 def test_philox_known_answers():
@@ -127,7 +134,7 @@ def _check(mean, se, exact, what):
     assert np.all(np.abs(mean - exact) < tol), (what, mean, exact, se)
 
 
-@pytest.mark.parametrize("a", SHAPES)
+@pytest.mark.parametrize("a", _some_slow(SHAPES, (0.3, 1e4)))
 def test_gamma_mean_gradient_closed_forms(a):
     # d/da E[log z] = trigamma(a), d/da E[z] = 1 for z ~ Gamma(a).
     n = 10_000
@@ -140,7 +147,7 @@ def test_gamma_mean_gradient_closed_forms(a):
 PAIRS = [(0.3, 0.3), (0.3, 1e4), (5.0, 1.0), (100.0, 30.0), (1e4, 1e4)]
 
 
-@pytest.mark.parametrize("a,b", PAIRS)
+@pytest.mark.parametrize("a,b", _some_slow(PAIRS, ((0.3, 1e4), (100.0, 30.0))))
 def test_beta_mean_gradient_closed_forms(a, b):
     # x ~ Beta(a, b): E log x = psi(a) - psi(a+b), E log(1-x) = psi(b) - psi(a+b).
     n, t1 = 10_000, sc.polygamma(1, [a, b, a + b])
@@ -157,7 +164,7 @@ def test_beta_mean_gradient_closed_forms(a, b):
         _check(*grads(lambda x: jnp.log1p(-x)), [-t1[2], t1[1] - t1[2]], ("beta log 1-x", a, b))
 
 
-@pytest.mark.parametrize("a,b", PAIRS)
+@pytest.mark.parametrize("a,b", _some_slow(PAIRS, ((0.3, 0.3), (1e4, 1e4))))
 def test_betaprime_mean_gradient_closed_forms(a, b):
     # y ~ BetaPrime(a, b): E log y = psi(a) - psi(b), E log(1+y) = psi(a+b) - psi(b).
     n, t1 = 10_000, sc.polygamma(1, [a, b, a + b])
@@ -183,7 +190,7 @@ def test_dirichlet_mean_gradient_closed_form():
     _check(mean, se, np.array([t1[0], 0, 0]) - t1s, "dirichlet")
 
 
-@pytest.mark.parametrize("a,b", [(0.3, 2.0), (20.0, 1e3)])
+@pytest.mark.parametrize("a,b", _some_slow([(0.3, 2.0), (20.0, 1e3)], ((0.3, 2.0),)))
 def test_beta_mean_gradient_matches_jax_implicit(a, b):
     # A g without closed form: compare with NumPyro's Beta (JAX's implicit gradients).
     from numpyro.distributions import Beta
