@@ -231,18 +231,21 @@ def _gamma_with_derivative(key, a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarra
         # Gather up to _GROUP rejected elements and propose _ROUNDS times each; the first
         # accepted proposal is kept, so every element's law is exactly Gamma(d).
         it, g, ok = state
-        idx = jnp.nonzero(~ok, size=_GROUP, fill_value=n)[0]
-        dd = d[jnp.minimum(idx, n - 1)]
-        bx, bu = _words(seed, _GROUP * _ROUNDS, it, _RETRY)
+        # top_k of the rejection mask lists rejected elements first; on CPU it is several
+        # times cheaper than ``nonzero`` (a cumulative sum).
+        idx = jax.lax.top_k((~ok).astype(jnp.float32), min(_GROUP, n))[1]
+        todo = ~ok[idx]
+        dd = d[idx]
+        m = idx.size
+        bx, bu = _words(seed, m * _ROUNDS, it, _RETRY)
         g_r, ok_r = _marsaglia_tsang(jnp.tile(dd, _ROUNDS), _normal(bx, dtype),
                                      _uniform_open(bu, dtype))
-        g_r, ok_r = g_r.reshape(_ROUNDS, _GROUP), ok_r.reshape(_ROUNDS, _GROUP)
+        g_r, ok_r = g_r.reshape(_ROUNDS, m), ok_r.reshape(_ROUNDS, m)
         first = jnp.argmax(ok_r, axis=0)
         g_new = jnp.take_along_axis(g_r, first[None], axis=0)[0]
-        ok_new = jnp.any(ok_r, axis=0)
-        g = g.at[idx].set(jnp.where(ok_new, g_new, g.at[idx].get(mode="fill", fill_value=1)),
-                          mode="drop")
-        return it + 1, g, ok.at[idx].set(ok_new, mode="drop")
+        done = todo & jnp.any(ok_r, axis=0)
+        g = g.at[idx].set(jnp.where(done, g_new, g[idx]))
+        return it + 1, g, ok.at[idx].set(ok[idx] | done)
 
     _, g, _ = jax.lax.while_loop(rejected_left, retry, (jnp.uint32(0), g, ok))
     dg = gamma_shape_derivative(d, g)
