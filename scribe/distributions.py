@@ -25,6 +25,7 @@ from numpyro.distributions.kl import kl_divergence
 from numpyro.distributions.util import promote_shapes, validate_sample
 
 from scribe.gamma import gamma
+from scribe.special import digamma
 
 
 def _paired_gammas(key, c1, c0, shape: tuple[int, ...]):
@@ -113,12 +114,21 @@ class BetaPrime(Distribution):
         return Beta(self.concentration1, self.concentration0).cdf(value / (1 + value))
 
 
+def kl_beta(a, b, a0, b0):
+    """``KL(Beta(a, b) || Beta(a0, b0))`` in closed form, with the fast-gradient digamma."""
+    return (betaln(a0, b0) - betaln(a, b) + (a - a0) * digamma(a) + (b - b0) * digamma(b)
+            + (a0 - a + b0 - b) * digamma(a + b))
+
+
+@kl_divergence.register(FastBeta, Beta)
+def _kl_fastbeta(p, q):
+    return kl_beta(p.concentration1, p.concentration0, q.concentration1, q.concentration0)
+
+
 @kl_divergence.register(BetaPrime, BetaPrime)
 def _kl_betaprime(p, q):
     # x -> x / (1 + x) maps BetaPrime(a, b) onto Beta(a, b); KL is invariant under bijections.
-    return kl_divergence(
-        Beta(p.concentration1, p.concentration0), Beta(q.concentration1, q.concentration0)
-    )
+    return kl_beta(p.concentration1, p.concentration0, q.concentration1, q.concentration0)
 
 
 @kl_divergence.register(LogNormal, LogNormal)
