@@ -205,3 +205,43 @@ def test_beta_mean_gradient_matches_jax_implicit(a, b):
     m_new, se_new = run(FastBeta, 10_000)
     m_ref, se_ref = run(Beta, 10_000)
     assert np.all(np.abs(m_new - m_ref) < 5 * np.hypot(se_new, se_ref) + 1e-6), (m_new, m_ref)
+
+
+def test_trigamma_against_scipy():
+    from scribe.special import digamma, trigamma
+
+    x = np.logspace(-1.5, 5, 400)
+    got = np.asarray(trigamma(jnp.asarray(x, jnp.float32)), np.float64)
+    assert np.max(np.abs(got / sc.polygamma(1, x) - 1)) < 1e-6
+    grad = np.asarray(jax.vmap(jax.grad(digamma))(jnp.asarray(x, jnp.float32)), np.float64)
+    assert np.max(np.abs(grad / sc.polygamma(1, x) - 1)) < 1e-6
+
+
+def test_beta_kl_and_its_gradient_against_float64():
+    # KL(Beta(a,b) || Beta(a0,b0)) and d/da, d/db in closed form with scipy in float64.
+    from numpyro.distributions import kl_divergence
+
+    a, b = np.array([0.3, 5.0, 500.0, 50.0]), np.array([2.0, 0.4, 20.0, 3e3])
+    a0, b0 = np.array([1.0, 1.0, 2.0, 3.0]), np.array([1.0, 0.5, 2.0, 3.0])
+    psi, t1 = sc.digamma, lambda x: sc.polygamma(1, x)
+    kl = (sc.betaln(a0, b0) - sc.betaln(a, b) + (a - a0) * psi(a) + (b - b0) * psi(b)
+          + (a0 - a + b0 - b) * psi(a + b))
+    dkl_da = (a - a0) * t1(a) + (a0 - a + b0 - b) * t1(a + b)
+    dkl_db = (b - b0) * t1(b) + (a0 - a + b0 - b) * t1(a + b)
+    f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    for dist in (FastBeta, BetaPrime):  # KL is invariant under the map x -> x / (1 + x)
+        def total(ab, dist=dist):
+            return jnp.sum(kl_divergence(dist(ab[0], ab[1]), dist(f32(a0), f32(b0))))
+
+        ab = jnp.stack([f32(a), f32(b)])
+        # float32 sums terms as large as |betaln(a, b)| (~230 here) that cancel: allow
+        # 1e-4 of the largest term, a few float32 ulps of it.
+        scale = np.maximum(np.abs(sc.betaln(a, b)), 1.0)
+        np.testing.assert_allclose(
+            np.asarray(kl_divergence(dist(f32(a), f32(b)), dist(f32(a0), f32(b0)))), kl,
+            rtol=1e-4, atol=1e-4 * scale.max())
+        g = np.asarray(jax.grad(total)(ab), np.float64)
+        # float32 cancellation between the digamma terms: absolute tolerance from the
+        # magnitude of the largest term, (a + b) psi'(a + b) ~ 1, times a few ulps.
+        np.testing.assert_allclose(g[0], dkl_da, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(g[1], dkl_db, rtol=1e-4, atol=1e-5)
