@@ -172,6 +172,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="aim for this much timed work per configuration")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--skip-reference", action="store_true",
+                        help="skip the hand-written dense NumPyro reference (slow at scale)")
     parser.add_argument("--worker", nargs=3, metavar=("SIZE", "MODEL_TYPE", "BATCH"))
     parser.add_argument("--summary", metavar="SIZE")
     args = parser.parse_args()
@@ -196,7 +198,8 @@ def main() -> None:
         print(json.dumps(summary), flush=True)
         for batch in args.batch_sizes:
             base = None
-            for model_type in ["handwritten_nbdm", *args.model_types]:
+            reference = [] if args.skip_reference else ["handwritten_nbdm"]
+            for model_type in [*reference, *args.model_types]:
                 row = dict(size=size, batch_size=batch, model_type=model_type,
                            **run_worker(args, size, model_type, batch))
                 if "step_ms" in row:

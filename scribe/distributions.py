@@ -1,6 +1,9 @@
 """Distributions NumPyro lacks, and analytic KL divergences it does not register.
 
-``BetaPrime`` is the prior and variational family of the odds-ratio sites. The KL
+``BetaPrime`` is the prior and variational family of the odds-ratio sites. ``FastBeta``
+and ``FastDirichlet`` are NumPyro's ``Beta`` and ``Dirichlet`` (densities, moments, KLs
+unchanged) whose draws come from ``scribe.gamma``: exact law, unbiased pathwise gradient,
+tens of nanoseconds per draw instead of microseconds. The KL
 registrations let ``TraceMeanField_ELBO`` use closed forms for every family scribe
 uses instead of falling back to a Monte Carlo estimate.
 """
@@ -10,17 +13,56 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import betaln
-from numpyro.distributions import Beta, Distribution, Gamma, LogNormal, Normal, constraints
+from numpyro.distributions import (
+    Beta,
+    Dirichlet,
+    Distribution,
+    LogNormal,
+    Normal,
+    constraints,
+)
 from numpyro.distributions.kl import kl_divergence
 from numpyro.distributions.util import promote_shapes, validate_sample
+
+from scribe.gamma import gamma
+from scribe.special import digamma
+
+
+def _paired_gammas(key, c1, c0, shape: tuple[int, ...]):
+    """Independent ``Gamma(c1)`` and ``Gamma(c0)`` draws of ``shape``, made in one call."""
+    both = gamma(key, jnp.stack(jnp.broadcast_arrays(c1, c0), axis=-1), (*shape, 2))
+    return both[..., 0], both[..., 1]
+
+
+def _clip_unit(x):
+    finfo = jnp.finfo(x.dtype)
+    return jnp.clip(x, finfo.tiny, 1 - finfo.eps)
+
+
+class FastBeta(Beta):
+    """NumPyro's ``Beta`` sampled as ``G_a / (G_a + G_b)`` with ``scribe.gamma`` draws."""
+
+    def sample(self, key, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        g1, g0 = _paired_gammas(key, self.concentration1, self.concentration0, shape)
+        return _clip_unit(g1 / (g1 + g0))
+
+
+class FastDirichlet(Dirichlet):
+    """NumPyro's ``Dirichlet`` sampled as normalised ``scribe.gamma`` draws."""
+
+    def sample(self, key, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape + self.event_shape
+        g = gamma(key, self.concentration, shape)
+        return _clip_unit(g / jnp.sum(g, axis=-1, keepdims=True))
 
 
 class BetaPrime(Distribution):
     """Beta prime (inverted beta) distribution on (0, inf).
 
     Density ``x^(a-1) (1+x)^(-(a+b)) / B(a, b)``. If ``phi ~ BetaPrime(a, b)`` then
-    ``1 / (1 + phi) ~ Beta(b, a)``. Sampled as ``Gamma(a) / Gamma(b)``, which is
-    reparameterised through NumPyro's implicit Gamma gradients.
+    ``1 / (1 + phi) ~ Beta(b, a)``. Sampled as ``Gamma(a) / Gamma(b)`` with
+    ``scribe.gamma`` draws (exact law, unbiased pathwise gradient).
 
     Parameters
     ----------
@@ -42,16 +84,13 @@ class BetaPrime(Distribution):
         batch_shape = jax.lax.broadcast_shapes(
             jnp.shape(concentration1), jnp.shape(concentration0)
         )
-        self._numerator = Gamma(jnp.broadcast_to(self.concentration1, batch_shape))
-        self._denominator = Gamma(jnp.broadcast_to(self.concentration0, batch_shape))
         super().__init__(batch_shape=batch_shape, validate_args=validate_args)
 
     def sample(self, key, sample_shape=()):
-        key_num, key_den = jax.random.split(key)
+        shape = tuple(sample_shape) + self.batch_shape
+        num, den = _paired_gammas(key, self.concentration1, self.concentration0, shape)
         # Ratio of logs keeps precision when either gamma draw is tiny.
-        log_num = jnp.log(self._numerator.sample(key_num, sample_shape))
-        log_den = jnp.log(self._denominator.sample(key_den, sample_shape))
-        return jnp.exp(log_num - log_den)
+        return jnp.exp(jnp.log(num) - jnp.log(den))
 
     @validate_sample
     def log_prob(self, value):
@@ -75,12 +114,21 @@ class BetaPrime(Distribution):
         return Beta(self.concentration1, self.concentration0).cdf(value / (1 + value))
 
 
+def kl_beta(a, b, a0, b0):
+    """``KL(Beta(a, b) || Beta(a0, b0))`` in closed form, with the fast-gradient digamma."""
+    return (betaln(a0, b0) - betaln(a, b) + (a - a0) * digamma(a) + (b - b0) * digamma(b)
+            + (a0 - a + b0 - b) * digamma(a + b))
+
+
+@kl_divergence.register(FastBeta, Beta)
+def _kl_fastbeta(p, q):
+    return kl_beta(p.concentration1, p.concentration0, q.concentration1, q.concentration0)
+
+
 @kl_divergence.register(BetaPrime, BetaPrime)
 def _kl_betaprime(p, q):
     # x -> x / (1 + x) maps BetaPrime(a, b) onto Beta(a, b); KL is invariant under bijections.
-    return kl_divergence(
-        Beta(p.concentration1, p.concentration0), Beta(q.concentration1, q.concentration0)
-    )
+    return kl_beta(p.concentration1, p.concentration0, q.concentration1, q.concentration0)
 
 
 @kl_divergence.register(LogNormal, LogNormal)

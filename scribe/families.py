@@ -24,7 +24,7 @@ from numpyro.distributions import (
     constraints,
 )
 
-from scribe.distributions import BetaPrime
+from scribe.distributions import BetaPrime, FastBeta, FastDirichlet
 from scribe.logit_normal import LogitNormal, logit_normal_mean, logit_normal_mode
 
 # Initial variational factors are centred on a data-informed guess with a concentration
@@ -143,7 +143,7 @@ BETA = Family(
     name="beta",
     arg_names=("alpha", "beta"),
     arg_constraints=(constraints.positive, constraints.positive),
-    make=Beta,
+    make=FastBeta,
     mode=_beta_mode,
     mean=lambda a, b: a / (a + b),
     init_args=_beta_init,
@@ -204,7 +204,7 @@ DIRICHLET = Family(
     name="dirichlet",
     arg_names=("concentrations",),
     arg_constraints=(constraints.positive,),
-    make=Dirichlet,
+    make=FastDirichlet,
     mode=_dirichlet_mode,
     mean=lambda alpha: alpha / jnp.sum(alpha, axis=-1, keepdims=True),
     init_args=_dirichlet_init,

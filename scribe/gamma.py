@@ -1,0 +1,305 @@
+"""Fast Gamma draws with exact law and exact implicit-reparameterisation gradients.
+
+Beta, BetaPrime and Dirichlet variational factors are ratios of Gamma draws. JAX's own
+``jax.random.gamma`` lowers on CPU to a sequential loop with a rejection loop per element
+and its gradient to a data-dependent series; both cost microseconds per draw. This module
+replaces both with fixed-cost, vectorised arithmetic:
+
+Random bits
+    Philox4x32-10 (Salmon et al. 2011, the generator of cuRAND and ``numpy.random.Philox``)
+    written in 32-bit integer ``jnp`` operations, keyed by two words drawn from the JAX key.
+    About ten times cheaper per word than JAX's threefry on CPU.
+Sampling
+    Marsaglia-Tsang for shape ``d >= A0``: one proposal per element for all elements at
+    once, then the (rare) rejected elements are gathered in fixed-size groups and proposed
+    again until all are accepted, so the law is exact. Shapes ``a < A0`` are raised with
+    ``Gamma(a) = Gamma(a + B) prod_{i<B} U_i^(1/(a+i))`` (``B = ceil(A0 - a)``).
+Gradient
+    Implicit reparameterisation ``dz/da = -(dP(a, z)/da) / f(z; a)`` of the ``Gamma(d)``
+    part, evaluated by Temme's uniform expansion differentiated in ``a`` (derivation in
+    ``tools/derive_temme.py``)::
+
+        dz/dd = lambda (1 + Gamma*(d) sum_{k<4} E_k(eta) d^-k),
+        lambda = z/d,  eta = sign(lambda - 1) sqrt(2 (lambda - 1 - log lambda)),
+
+    plus the exact pathwise derivative of the uniform factors at fixed ``U_i``. With
+    ``d >= 8`` and 16 Taylor terms per ``E_k`` the relative error is below 3e-6 against a
+    float64 reference over the 1e-6 ... 1 - 1e-6 quantiles. The map from the noise
+    (quantile of the ``Gamma(d)`` draw, the ``U_i``) to ``z`` is a valid reparameterisation,
+    so the gradient is unbiased.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Shapes below this are raised by uniform factors before the Temme gradient is used.
+A0 = 8.0
+#: Rejected Marsaglia-Tsang elements are re-proposed in groups of this size.
+_GROUP = 256
+_ROUNDS = 4
+
+# Taylor coefficients in eta of E_0 ... E_3 (lowest order first), printed by
+# ``python tools/derive_temme.py``; tests/test_fast_gamma.py re-derives and compares them.
+_E = np.array([
+    [
+        0.0, -0.5, 0.16666666666666666,
+        -0.041666666666666664, 0.007407407407407408, -0.0005787037037037037,
+        -0.0001763668430335097, 8.93775720164609e-05, -1.959631589261219e-05,
+        1.092724255339996e-06, 9.2703110535758e-07, -4.148355670476543e-07,
+        8.832976368413039e-08, -3.353926771700749e-09, -5.130904892120154e-09,
+        2.1910180092266765e-09,
+    ],
+    [
+        0.16666666666666666, -0.041666666666666664, 0.008333333333333333,
+        0.0011574074074074073, -0.0014991181657848325, 0.0005844907407407408,
+        -0.00012247697432882617, 1.2936630413482265e-06, 9.97630627260257e-06,
+        -4.23941602508821e-06, 8.943748084123027e-07, -5.677490673104467e-09,
+        -7.40625772379062e-08, 3.09537460268152e-08, -6.433199279000913e-09,
+        2.1528717857346947e-11,
+    ],
+    [
+        0.002777777777777778, 0.005208333333333333, -0.00603505291005291,
+        0.002826003086419753, -0.0006944444444444445, -4.018775720164609e-07,
+        8.083109163356076e-05, -3.793546578868173e-05, 8.79845272849388e-06,
+        -2.4088585374691842e-08, -8.928928824905048e-07, 4.0123779097176833e-07,
+        -8.933051392998843e-08, 1.287003546895758e-10, 8.559996512023822e-09,
+        -3.738905991237398e-09,
+    ],
+    [
+        -0.01033399470899471, 0.006703317901234568, -0.0022537294238683127,
+        -0.00011975951646090535, 0.0005030110778567569, -0.00026616893810421974,
+        6.97105963309667e-05, 3.423578734096138e-08, -8.971816384939384e-06,
+        4.412224448090812e-06, -1.0685603917734002e-06, 5.258580006955357e-10,
+        1.200233452368202e-07, -5.606975973924547e-08, 1.2973206342141106e-08,
+        -3.5535200617440753e-12,
+    ],
+])
+# Stirling series of Gamma*(d) = Gamma(d) / (sqrt(2 pi / d) d^d e^-d); 6 terms: < 1e-9 at d=8.
+_STIRLING = (1.0, 1 / 12, 1 / 288, -139 / 51840, -571 / 2488320, 163879 / 209018880)
+
+# Philox4x32 constants (Salmon et al. 2011).
+_PHILOX_M = (0xD2511F53, 0xCD9E8D57)
+_PHILOX_W = (0x9E3779B9, 0xBB67AE85)
+# Third counter word: which part of the sampler a stream of bits feeds.
+_FIRST, _RETRY, _BOOST = 0, 1, 2
+
+
+def _mulhilo(a: jnp.ndarray, m: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """High and low 32-bit words of ``a * m`` (uint32), from 16-bit halves (no uint64)."""
+    a0, a1 = a & 0xFFFF, a >> 16
+    m0, m1 = jnp.uint32(m & 0xFFFF), jnp.uint32(m >> 16)
+    p00, p01, p10, p11 = a0 * m0, a0 * m1, a1 * m0, a1 * m1
+    mid = (p00 >> 16) + (p01 & 0xFFFF) + (p10 & 0xFFFF)
+    hi = p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16)
+    return hi, a * jnp.uint32(m)
+
+
+def philox4x32(counter: tuple, key: tuple) -> tuple:
+    """Philox4x32-10 block function.
+
+    Parameters
+    ----------
+    counter : tuple of 4 uint32 arrays (broadcastable)
+    key : tuple of 2 uint32 scalars
+
+    Returns
+    -------
+    tuple of 4 uint32 arrays, the random words.
+    """
+    c = jnp.broadcast_arrays(*(jnp.asarray(c, jnp.uint32) for c in counter))
+    k = tuple(jnp.asarray(k, jnp.uint32) for k in key)
+
+    def round_(_, state):
+        (c0, c1, c2, c3), (k0, k1) = state
+        hi0, lo0 = _mulhilo(c0, _PHILOX_M[0])
+        hi1, lo1 = _mulhilo(c2, _PHILOX_M[1])
+        return ((hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0),
+                (k0 + jnp.uint32(_PHILOX_W[0]), k1 + jnp.uint32(_PHILOX_W[1])))
+
+    # A rolled loop: unrolled, XLA's compile time grows to seconds per call site.
+    c, _ = jax.lax.fori_loop(0, 10, round_, (tuple(c), k))
+    return c
+
+
+def _words(seed: tuple, n: int, stream, part: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Two independent uint32 words per element for ``n`` elements of stream ``stream``."""
+    half = (n + 1) // 2
+    w = philox4x32((jnp.arange(half, dtype=jnp.uint32), stream, part, 0), seed)
+    return jnp.concatenate([w[0], w[2]])[:n], jnp.concatenate([w[1], w[3]])[:n]
+
+
+def _uniform_open(bits: jnp.ndarray, dtype) -> jnp.ndarray:
+    """Uniform on (0, 1] with 24 random bits (log is finite)."""
+    return ((bits >> 8) + 1).astype(dtype) * dtype(2.0**-24)
+
+
+def _normal(bits: jnp.ndarray, dtype) -> jnp.ndarray:
+    """Standard normal by inversion of a 24-bit uniform on (0, 1) (as ``jax.random.normal``)."""
+    v = ((bits >> 8).astype(dtype) + dtype(0.5)) * dtype(2.0**-23) - dtype(1.0)
+    return dtype(np.sqrt(2.0)) * jax.lax.erf_inv(v)
+
+
+def log1pmx(t: jnp.ndarray) -> jnp.ndarray:
+    """``log(1 + t) - t`` without cancellation for small ``|t|``; ``t > -1``.
+
+    For ``|t| <= 1/2``: with ``u = t / (2 + t)``, ``log1p(t) = 2 atanh(u)``, hence
+    ``log1p(t) - t = -t^2 / (2 + t) + 2 sum_{j>=1} u^(2j+1) / (2j+1)`` (``|u| <= 1/3``,
+    nine terms reach 1e-10 relative).
+    """
+    small = jnp.abs(t) <= 0.5
+    ts = jnp.where(small, t, 0.0)
+    u = ts / (2 + ts)
+    u2 = u * u
+    series = jnp.zeros_like(u)
+    for j in range(10, 0, -1):
+        series = series * u2 + 1.0 / (2 * j + 1)
+    near = -ts * ts / (2 + ts) + 2 * u * u2 * series
+    return jnp.where(small, near, jnp.log1p(t) - t)
+
+
+def gamma_shape_derivative(d: jnp.ndarray, z: jnp.ndarray) -> jnp.ndarray:
+    """``dz/dd`` of ``z ~ Gamma(d)`` at a fixed quantile, for ``d >= A0``.
+
+    Parameters
+    ----------
+    d : array, shape S
+        Shapes, ``>= A0`` (8).
+    z : array, shape S
+        Draws.
+
+    Returns
+    -------
+    array, shape S: ``-(dP(d, z)/dd) / f(z; d)``, relative error < 3e-6 (see module).
+    """
+    mu = (z - d) / d
+    eta = jnp.sign(mu) * jnp.sqrt(jnp.maximum(-2 * log1pmx(mu), 0.0))
+    inv_d = 1 / d
+    total = jnp.zeros_like(eta)
+    for row in _E[::-1]:                       # sum_k E_k(eta) d^-k by Horner in 1/d
+        poly = jnp.zeros_like(eta)
+        for c in row[::-1]:                    # E_k(eta) by Horner in eta
+            poly = poly * eta + c
+        total = total * inv_d + poly
+    gstar = jnp.zeros_like(inv_d)
+    for c in _STIRLING[::-1]:
+        gstar = gstar * inv_d + c
+    return (1 + mu) * (1 + gstar * total)
+
+
+def _seed(key: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Two Philox key words drawn from a JAX key (raw ``uint32[2]`` or typed)."""
+    words = jax.random.bits(key, (2,), jnp.uint32)
+    return words[0], words[1]
+
+
+def _marsaglia_tsang(d, x, u):
+    """One Marsaglia-Tsang proposal per element: ``(draw, accepted)`` for shapes ``d >= 1``.
+
+    The acceptance test ``log u < x^2/2 + d'(1 - v + log v)``, ``v = (1 + c x)^3``, is
+    written with ``log1pmx`` so that it keeps float32 precision for shapes up to 1e5+.
+    """
+    dp = d - 1 / 3
+    w = x / jnp.sqrt(9 * dp)
+    inside = w > -1
+    w = jnp.where(inside, w, 0.0)
+    # 1 - v + log v = 3 (log1p(w) - w) - 3 w^2 - w^3
+    threshold = x * x / 2 + dp * (3 * log1pmx(w) - w * w * (3 + w))
+    accepted = inside & (jnp.log(u) < threshold)
+    return dp * (1 + w) ** 3, accepted
+
+
+def _gamma_with_derivative(key, a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Draws ``z ~ Gamma(a)`` and their pathwise derivatives ``dz/da`` (same shape as ``a``)."""
+    dtype = a.dtype.type
+    shape = a.shape
+    a = a.ravel()
+    n = a.size
+    seed = _seed(key)
+    boost = jnp.where(a < A0, jnp.ceil(A0 - a), 0.0)
+    d = a + boost
+
+    bx, bu = _words(seed, n, 0, _FIRST)
+    g, ok = _marsaglia_tsang(d, _normal(bx, dtype), _uniform_open(bu, dtype))
+
+    def rejected_left(state):
+        return jnp.any(~state[2])
+
+    def retry(state):
+        # Gather up to _GROUP rejected elements and propose _ROUNDS times each; the first
+        # accepted proposal is kept, so every element's law is exactly Gamma(d).
+        it, g, ok = state
+        # top_k of the rejection mask lists rejected elements first; on CPU it is several
+        # times cheaper than ``nonzero`` (a cumulative sum).
+        idx = jax.lax.top_k((~ok).astype(jnp.float32), min(_GROUP, n))[1]
+        todo = ~ok[idx]
+        dd = d[idx]
+        m = idx.size
+        bx, bu = _words(seed, m * _ROUNDS, it, _RETRY)
+        g_r, ok_r = _marsaglia_tsang(jnp.tile(dd, _ROUNDS), _normal(bx, dtype),
+                                     _uniform_open(bu, dtype))
+        g_r, ok_r = g_r.reshape(_ROUNDS, m), ok_r.reshape(_ROUNDS, m)
+        first = jnp.argmax(ok_r, axis=0)
+        g_new = jnp.take_along_axis(g_r, first[None], axis=0)[0]
+        done = todo & jnp.any(ok_r, axis=0)
+        g = g.at[idx].set(jnp.where(done, g_new, g[idx]))
+        return it + 1, g, ok.at[idx].set(ok[idx] | done)
+
+    _, g, _ = jax.lax.while_loop(rejected_left, retry, (jnp.uint32(0), g, ok))
+    dg = gamma_shape_derivative(d, g)
+
+    def boost_factor(i, state):
+        # z = G(a + B) prod_{i<B} U_i^(1/(a+i)); d log z / da gains -log U_i / (a+i)^2.
+        log_f, dlog_f = state
+        bits, _ = _words(seed, n, i.astype(jnp.uint32), _BOOST)
+        log_u = jnp.log(_uniform_open(bits, dtype))
+        active = i < boost
+        ai = a + i
+        return (log_f + jnp.where(active, log_u / ai, 0.0),
+                dlog_f - jnp.where(active, log_u / (ai * ai), 0.0))
+
+    n_boost = jnp.max(boost, initial=0.0).astype(jnp.int32)
+    zero = jnp.zeros_like(a)
+    log_f, dlog_f = jax.lax.fori_loop(0, n_boost, boost_factor, (zero, zero))
+    f = jnp.exp(log_f)
+    z = g * f
+    return z.reshape(shape), (dg * f + z * dlog_f).reshape(shape)
+
+
+@jax.custom_jvp
+def _standard_gamma(key, a):
+    return _gamma_with_derivative(key, a)[0]
+
+
+@_standard_gamma.defjvp
+def _standard_gamma_jvp(primals, tangents):
+    key, a = primals
+    z, dz = _gamma_with_derivative(key, a)
+    return z, dz * tangents[1]
+
+
+def gamma(key, a, shape: tuple[int, ...] | None = None) -> jnp.ndarray:
+    """``Gamma(a, 1)`` draws with exact law and an unbiased pathwise gradient in ``a``.
+
+    Parameters
+    ----------
+    key : jax PRNG key
+    a : array_like, float
+        Shapes ``> 0``; draws are made in ``a``'s float dtype.
+    shape : tuple of int, optional
+        Output shape, broadcast with ``a``'s shape (default ``a``'s shape).
+
+    Returns
+    -------
+    array of ``shape``: the draws, differentiable in ``a`` (``jax.grad``/``jvp``).
+    """
+    a = jnp.asarray(a)
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+        a = a.astype(jnp.result_type(float))
+    shape = a.shape if shape is None else jnp.broadcast_shapes(tuple(shape), a.shape)
+    a = jnp.broadcast_to(a, shape)
+    if a.size == 0:
+        return jnp.zeros(shape, a.dtype)
+    return _standard_gamma(key, a)
