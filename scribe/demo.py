@@ -17,11 +17,12 @@ from scribe.simulate import simulate_counts
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-type", default="nbdm")
-    parser.add_argument("--parameterization", default="odds_ratio")
+    parser.add_argument("--parameterization", default="standard")
     parser.add_argument("--n-components", type=int, default=None)
     parser.add_argument("--cells", type=int, default=1000)
     parser.add_argument("--genes", type=int, default=500)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="step cap (default: scribe.fit's; the fit stops once converged)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -30,10 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"simulated {args.model_type}: {args.cells} cells x {args.genes} genes, "
           f"{np.mean(counts > 0):.1%} non-zero")
     start = time.perf_counter()
+    cap = {} if args.steps is None else {"n_steps": args.steps}
     results = scribe.fit(counts, args.model_type, args.parameterization,
-                         n_components=args.n_components, n_steps=args.steps, seed=args.seed)
-    print(f"fitted in {time.perf_counter() - start:.1f} s; final loss "
-          f"{float(results.loss_history[-1]):.1f}")
+                         n_components=args.n_components, seed=args.seed, **cap)
+    state = "converged" if results.converged else "stopped at the cap without converging"
+    print(f"fitted in {time.perf_counter() - start:.1f} s: {state} after "
+          f"{results.n_steps_run} steps; final loss {float(results.loss_history[-1]):.1f}")
     estimate = results.get_map(use_mean=True, verbose=False)
     r_true, r_hat = np.asarray(truth["r"]), np.asarray(estimate["r"])
     if "p_hat" in truth:
