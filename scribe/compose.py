@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 from numpyro.distributions import Distribution
 
@@ -244,3 +245,38 @@ def validated_priors(model_config) -> dict[str, tuple]:
     return Composition(model_config).prior_params
 
 
+
+
+def check_prior_shapes(model_config, n_genes: int) -> None:
+    """Check the shapes of array-valued priors against the sites, once ``G`` is known.
+
+    A prior argument may be a number or an array matching the trailing axes of the
+    site's value: ``(G,)`` for a per-gene site (``(G,)`` or ``(K, G)`` in a mixture),
+    ``(K,)`` for a component-specific shared site. Per-cell sites take numbers only.
+
+    Raises
+    ------
+    ValueError
+        An argument of another shape, naming the site, the argument and the shapes
+        allowed.
+    """
+    if plugins.lookup_model_type(model_config.model_type).likelihood is None:
+        return
+    composition = Composition(model_config)
+    for name in model_config.priors:
+        site = composition.sites[name]
+        args = composition.prior_params[name]
+        if site.family.event_ndim or not any(np.ndim(a) for a in args):
+            continue
+        if site.scope == CELL:
+            raise ValueError(f"prior for '{name}' is per cell: its arguments must be numbers, "
+                             f"not arrays (capture priors per cell: use mrna_per_cell)")
+        shape = composition.value_shape(site, n_genes)
+        allowed = [shape[i:] for i in range(len(shape))]
+        for arg_name, arg in zip(site.family.arg_names, args):
+            if np.ndim(arg) and tuple(np.shape(arg)) not in allowed:
+                raise ValueError(
+                    f"prior for '{name}' ({site.family.name}): {arg_name} has shape "
+                    f"{tuple(np.shape(arg))}; expected a number or an array of shape "
+                    f"{' or '.join(map(str, allowed))} (the site's value is {shape} for "
+                    f"{n_genes} genes)")

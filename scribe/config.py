@@ -26,8 +26,23 @@ def _freeze_priors(priors) -> types.MappingProxyType:
         if isinstance(values, str) or not hasattr(values, "__iter__"):
             raise ValueError(f"prior for '{name}' must be a sequence of the family's "
                              f"arguments, e.g. (1.0, 1.0), got {values!r}")
-        frozen[str(name)] = tuple(values)
+        frozen[str(name)] = tuple(_frozen_value(v) for v in values)
     return types.MappingProxyType(frozen)
+
+
+def _frozen_value(value):
+    # Arrays (per-gene priors) are copied read-only: the caller's array may change later.
+    if np.ndim(value) == 0 or isinstance(value, str):
+        return value
+    array = np.array(value)
+    array.flags.writeable = False
+    return array
+
+
+def _priors_key(priors) -> dict:
+    # Equality of configurations: arrays compared by value (== on arrays is elementwise).
+    return {name: tuple(np.asarray(v).tolist() if np.ndim(v) else v for v in values)
+            for name, values in priors.items()}
 
 
 @attrs.frozen
@@ -75,7 +90,8 @@ class ModelConfig:
     parameterization: str = "standard"
     n_components: int | None = attrs.field(
         default=None, converter=lambda v: int(v) if isinstance(v, np.integer) else v)
-    priors: types.MappingProxyType = attrs.field(default=None, converter=_freeze_priors)
+    priors: types.MappingProxyType = attrs.field(default=None, converter=_freeze_priors,
+                                                 eq=_priors_key)
     component_specific_params: bool = False
     mrna_per_cell: float | str | None = attrs.field(
         default=None, converter=lambda v: float(v) if isinstance(v, np.floating | np.integer)

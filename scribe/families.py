@@ -242,20 +242,34 @@ def family_of(distribution: Distribution) -> tuple[Family, tuple] | None:
 
 
 def validate_prior_args(family: Family, args, site: str, n_components: int | None) -> tuple:
-    """Check user prior arguments for a site against its family; return them as floats.
+    """Check user prior arguments for a site against its family.
+
+    Each argument is a number or an array (e.g. one value per gene); its shape is checked
+    against the site's once the data's size is known
+    (:func:`scribe.compose.check_prior_shapes`).
+
+    Returns
+    -------
+    tuple
+        Each argument as a ``float`` (a number) or a float ``numpy.ndarray`` (a copy).
 
     Raises
     ------
     ValueError
-        Wrong number of arguments, or a value outside the argument's support.
+        Wrong number of arguments, a non-numeric one, or a value outside the argument's
+        support.
     """
-    values = tuple(np.asarray(a, dtype=float) for a in np.atleast_1d(np.asarray(args, float)))
+    try:
+        values = [np.array(a, dtype=float) for a in args]
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"prior for '{site}' must hold numbers or numeric arrays, got "
+                         f"{args!r}") from error
     if family is DIRICHLET:
         expected = n_components
-        if len(values) != expected:
+        if len(values) != expected or any(v.ndim for v in values):
             raise ValueError(
                 f"prior for '{site}' needs {expected} Dirichlet concentrations "
-                f"(one per component), got {len(values)}"
+                f"(one number per component), got {args!r}"
             )
         if any(v <= 0 or not np.isfinite(v) for v in values):
             raise ValueError(f"prior for '{site}': concentrations must be positive, got {args}")
@@ -267,9 +281,14 @@ def validate_prior_args(family: Family, args, site: str, n_components: int | Non
             f"({names}), got {len(values)}"
         )
     for name, constraint, value in zip(family.arg_names, family.arg_constraints, values):
-        if not np.isfinite(value) or not bool(constraint(np.asarray(value))):
+        bad = ~np.isfinite(value) | ~np.asarray(constraint(value), dtype=bool)
+        if np.any(bad):
+            shown = float(value) if value.ndim == 0 else (
+                f"{float(value[bad].ravel()[0])} (at index "
+                f"{tuple(int(i) for i in np.argwhere(bad)[0])})")
             raise ValueError(
-                f"prior for '{site}' ({family.name}): {name}={float(value)} is outside "
-                f"its support ({'positive' if constraint is constraints.positive else 'real'})"
+                f"prior for '{site}' ({family.name}): {name}={shown} is outside "
+                f"its support (finite, "
+                f"{'positive' if constraint is constraints.positive else 'real'})"
             )
-    return tuple(float(v) for v in values)
+    return tuple(float(v) if v.ndim == 0 else v for v in values)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import numpy as np
 from numpyro.infer import TraceMeanField_ELBO
 from numpyro.optim import Adam
 
 from scribe.anchoring import DEFAULT_LOG_SD, warn_clipped_anchor
-from scribe.compose import validated_priors
+from scribe.compose import check_prior_shapes, validated_priors
 from scribe.config import ModelConfig
 from scribe.data import prepare_counts
 from scribe.plugins import lookup_model_type
@@ -18,6 +17,14 @@ from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
 from scribe.svi.engine import SVIInferenceEngine
 from scribe.svi.factory import SVIResultsFactory
 from scribe.svi.results import ScribeSVIResults
+from scribe.validation import (
+    check_bool,
+    check_loss,
+    check_optimizer,
+    check_optional_positive_int,
+    check_positive_int,
+    check_seed,
+)
 
 DEFAULT_TOL = 1e-5
 DEFAULT_PATIENCE = 3
@@ -33,6 +40,32 @@ def default_optimizer():
 
 def _format(value: float | None) -> str:
     return "not yet resolved" if value is None else f"{value:.1e}"
+
+
+def check_fit_args(*, n_steps, batch_size, seed, optimizer, loss, stable_update, progress,
+                   component_specific_params, store_counts) -> None:
+    """Validate ``fit``'s scalar arguments before any data are read (TypeError/ValueError)."""
+    check_positive_int("n_steps", n_steps)
+    check_optional_positive_int("batch_size", batch_size)
+    check_seed("seed", seed)
+    if optimizer is not None:
+        check_optimizer("optimizer", optimizer)
+    if loss is not None:
+        check_loss("loss", loss)
+    for name, value in (("stable_update", stable_update), ("progress", progress),
+                        ("component_specific_params", component_specific_params),
+                        ("store_counts", store_counts)):
+        check_bool(name, value)
+
+
+def check_data_fit(config: ModelConfig, n_cells: int, n_genes: int) -> None:
+    """Checks that need the data's size: components vs cells, per-gene prior shapes."""
+    if config.n_components is not None and config.n_components > n_cells:
+        raise ValueError(
+            f"n_components={config.n_components} exceeds the number of cells ({n_cells}): "
+            f"a mixture with more components than cells is not identifiable; use at most "
+            f"{n_cells} components")
+    check_prior_shapes(config, n_genes)
 
 
 def fit(
@@ -123,7 +156,23 @@ def fit(
     ScribeSVIResults
         ``n_steps_run`` and ``converged`` record where and why the fit stopped; a fit that
         reaches ``n_steps`` without converging warns (``RuntimeWarning``).
+        ``n_nonfinite_steps``, ``divergence_step`` and ``diverged`` record non-finite
+        steps; a fit with any warns, and a diverged fit (its loss never finite again)
+        keeps the last parameters at which the loss was finite, is not ``converged``,
+        and warns to lower the learning rate.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument of the wrong type or outside its range (the message names it),
+        before any training: e.g. ``n_steps`` not a positive integer, ``seed`` not in
+        ``[0, 2**32 - 1]``, ``loss`` not an ELBO instance, ``n_components`` above the
+        number of cells, a per-gene prior of the wrong shape.
     """
+    check_fit_args(n_steps=n_steps, batch_size=batch_size, seed=seed, optimizer=optimizer,
+                   loss=loss, stable_update=stable_update, progress=progress,
+                   component_specific_params=component_specific_params,
+                   store_counts=store_counts)
     check_stopping_args(tol, patience)
     config = ModelConfig(model_type=model_type, parameterization=parameterization,
                          n_components=n_components, priors=priors,
@@ -132,6 +181,7 @@ def fit(
                          guide_family=guide_family)
     counts, adata = prepare_counts(data, layer=layer, cells_axis=cells_axis)
     n_cells, n_genes = counts.shape
+    check_data_fit(config, n_cells, n_genes)
     if config.mrna_total is not None:
         warn_clipped_anchor(counts, config.mrna_total)
     monitor = ConvergenceMonitor(tol=tol, patience=patience)
@@ -141,7 +191,11 @@ def fit(
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,
         stable_update=stable_update, progress=progress, stopping=monitor)
-    if monitor.enabled and not monitor.converged:
+    divergence = run.divergence
+    message = divergence.message(len(run.losses))
+    if message is not None:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    if monitor.enabled and not monitor.converged and not divergence.diverged:
         warnings.warn(
             f"the fit did not converge within n_steps={int(n_steps)} steps (relative loss "
             f"improvement per 100 steps {_format(monitor.improvement)}, tol={tol:g}); "
@@ -149,9 +203,6 @@ def fit(
             RuntimeWarning, stacklevel=2)
     prior_params = (validated_priors(config) if lookup_model_type(model_type).likelihood
                     else dict(config.priors))
-    if not np.all(np.isfinite(np.asarray(run.losses))):
-        warnings.warn("some SVI steps had a non-finite loss; with stable_update they were "
-                      "skipped", RuntimeWarning, stacklevel=2)
     results = SVIResultsFactory.create_results(run, config, adata, counts, n_cells, n_genes,
                                                config.model_type, config.n_components,
                                                prior_params, converged=monitor.converged)

@@ -26,6 +26,14 @@ from scribe import plugins
 from scribe.config import ModelConfig
 from scribe.counts import SparseCounts
 from scribe.svi.convergence import ConvergenceMonitor
+from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
+from scribe.validation import (
+    check_bool,
+    check_loss,
+    check_optimizer,
+    check_positive_int,
+    check_seed,
+)
 
 
 def resolve_model_and_guide(model_config: ModelConfig):
@@ -56,14 +64,62 @@ def initial_params(model_config: ModelConfig, counts, seed: int) -> dict | None:
     return composition.initial_params(guess, *counts.shape)
 
 
+def check_run_args(model_config, count_data, n_cells, n_genes, *, optimizer, loss, n_steps,
+                   seed, stable_update, progress) -> None:
+    """Validate ``run_inference``'s arguments (before any data are prepared)."""
+    if not isinstance(model_config, ModelConfig):
+        raise TypeError(f"model_config must be a scribe.ModelConfig, got "
+                        f"{type(model_config).__name__}")
+    n_cells = check_positive_int("n_cells", n_cells)
+    n_genes = check_positive_int("n_genes", n_genes)
+    shape = getattr(count_data, "shape", None)
+    if shape is None or tuple(shape) != (n_cells, n_genes):
+        raise ValueError(
+            f"count_data has shape {None if shape is None else tuple(shape)}, expected "
+            f"(n_cells, n_genes) = ({n_cells}, {n_genes})")
+    check_optimizer("optimizer", optimizer)
+    check_loss("loss", loss)
+    check_positive_int("n_steps", n_steps)
+    check_seed("seed", seed)
+    check_bool("stable_update", stable_update)
+    check_bool("progress", progress)
+
+
 def _check_batch_size(batch_size, n_cells: int) -> int | None:
     if batch_size is None:
         return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
-            or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise TypeError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     # A batch as large as the data is the full data: no subsampling, no scaling.
     return None if batch_size >= n_cells else int(batch_size)
+
+
+class ScribeRunResult(SVIRunResult):
+    """NumPyro's ``SVIRunResult`` (params, state, losses) with the run's ``divergence``.
+
+    Attributes
+    ----------
+    divergence : scribe.svi.divergence.Divergence
+    """
+
+    def __new__(cls, params, state, losses, divergence: Divergence):
+        result = super().__new__(cls, params, state, losses)
+        result.divergence = divergence
+        return result
+
+
+def _final_state(svi, state, good, good_step: int, n_bad: int, first_bad: int,
+                 last_loss_finite: bool, stable_update: bool):
+    """The state to return and the run's :class:`Divergence`."""
+    params_finite = bool(tree_finite(svi.optim.get_params(state.optim_state)))
+    diverged = n_bad > 0 and not (last_loss_finite and params_finite)
+    divergence = Divergence(
+        n_nonfinite=n_bad, first_step=None if first_bad < 0 else first_bad,
+        diverged=diverged, stable_update=bool(stable_update),
+        restored_step=(good_step if good_step >= 0 else None) if diverged else None)
+    return (good if diverged else state), divergence
 
 
 def _chunk_size(n_steps: int) -> int:
@@ -105,7 +161,9 @@ class SVIInferenceEngine:
             Cells per step; the ``cells`` plate is subsampled and scaled by C/B.
         seed : int, default 42
         stable_update : bool, default True
-            Skip steps whose loss or new parameters are not finite.
+            Skip steps whose loss or new parameters are not finite (False: apply them;
+            parameters then become NaN). Either way non-finite steps are counted in
+            ``divergence``.
         progress : bool, default True
             Show a progress bar with the current loss (and the convergence state).
         stopping : scribe.svi.convergence.ConvergenceMonitor, optional
@@ -115,18 +173,24 @@ class SVIInferenceEngine:
 
         Returns
         -------
-        numpyro.infer.svi.SVIRunResult
-            ``params`` (constrained variational parameters), ``state``, ``losses``
-            ``(n_steps_run,)``: ``n_steps`` unless ``stopping`` ended the fit earlier.
+        ScribeRunResult
+            NumPyro's ``SVIRunResult``: ``params`` (constrained variational parameters),
+            ``state``, ``losses`` ``(n_steps_run,)``: ``n_steps`` unless ``stopping``
+            ended the fit earlier, or the run diverged (no finite loss for
+            ``STOP_AFTER_NONFINITE`` steps). Plus ``divergence``
+            (:class:`~scribe.svi.divergence.Divergence`): a run that ended diverged
+            returns the last parameters at which the loss was finite.
+
+        Raises
+        ------
+        TypeError, ValueError
+            An argument of the wrong type or outside its range (naming it), before any
+            data are prepared.
         """
-        if count_data.shape != (n_cells, n_genes):
-            raise ValueError(
-                f"count_data has shape {tuple(count_data.shape)}, expected "
-                f"(n_cells, n_genes) = ({n_cells}, {n_genes})"
-            )
-        if int(n_steps) < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-        n_steps = int(n_steps)
+        check_run_args(model_config, count_data, n_cells, n_genes, optimizer=optimizer,
+                       loss=loss, n_steps=n_steps, seed=seed, stable_update=stable_update,
+                       progress=progress)
+        n_steps, seed = int(n_steps), int(seed)
         batch_size = _check_batch_size(batch_size, n_cells)
         if plugins.lookup_model_type(model_config.model_type).likelihood is not None:
             counts = SparseCounts.from_matrix(count_data).with_batch_size(batch_size)
@@ -149,37 +213,64 @@ class SVIInferenceEngine:
             chunk = _chunk_size(n_steps)
 
         @jax.jit
-        def run_chunk(state, counts, n_active):
-            def body(i, carry):
-                state, losses = carry
-                state, loss_value = update(state, n_cells, n_genes, counts=counts,
-                                           batch_size=batch_size)
-                return state, losses.at[i].set(loss_value)
+        def run_chunk(carry, counts, offset, n_active):
+            # carry: (state, last state with a finite loss, its step, non-finite steps,
+            # first non-finite step, current run of non-finite steps); see divergence.py.
+            def body(i, inner):
+                (state, good, good_step, n_bad, first_bad, run_bad), losses = inner
+                new, loss_value = update(state, n_cells, n_genes, counts=counts,
+                                         batch_size=batch_size)
+                step = offset + i
+                loss_ok = jnp.isfinite(loss_value)
+                ok = loss_ok & tree_finite(svi.optim.get_params(new.optim_state))
+                # A finite loss was evaluated at `state`: that state is the last good one.
+                good = select_tree(loss_ok, state, good)
+                good_step = jnp.where(loss_ok, step, good_step)
+                first_bad = jnp.where((first_bad < 0) & ~ok, step, first_bad)
+                carry = (new, good, good_step, n_bad + (~ok).astype(jnp.int32), first_bad,
+                         jnp.where(ok, 0, run_bad + 1))
+                return carry, losses.at[i].set(loss_value)
 
-            return jax.lax.fori_loop(0, n_active, body, (state, jnp.full(chunk, jnp.nan)))
+            return jax.lax.fori_loop(0, n_active, body, (carry, jnp.full(chunk, jnp.nan)))
 
+        minus_one = jnp.asarray(-1, jnp.int32)
+        zero = jnp.asarray(0, jnp.int32)
+        carry = (state, state, minus_one, zero, minus_one, zero)
         losses = None   # filled in place; its dtype is the loss's (float64 under x64)
         with tqdm(total=n_steps, disable=not progress, desc="SVI", unit="step") as bar:
             done = 0
             while done < n_steps:
                 n_active = min(chunk, n_steps - done)
-                state, chunk_losses = run_chunk(state, counts, n_active)
+                carry, chunk_losses = run_chunk(carry, counts, jnp.asarray(done, jnp.int32),
+                                                n_active)
                 chunk_losses = np.asarray(chunk_losses[:n_active])
                 if losses is None:
                     losses = np.full(n_steps, np.nan, dtype=chunk_losses.dtype)
                 losses[done:done + n_active] = chunk_losses
                 done += n_active
                 bar.update(n_active)
+                run_bad = int(carry[5])
                 postfix = {"loss": f"{losses[done - 1]:.4g}"}
+                if run_bad >= STOP_AFTER_NONFINITE:
+                    bar.set_postfix(loss="nan", state=f"diverged at step {int(carry[4])}")
+                    break
                 if stopping is not None:
-                    stop = stopping.update(losses[:done])
+                    # Only finite stretches count towards convergence.
+                    stop = stopping.update(losses[:done]) if run_bad == 0 else False
                     postfix["state"] = stopping.describe()
                     bar.set_postfix(postfix)
                     if stop:
                         break
                 else:
                     bar.set_postfix(postfix)
-            if stopping is not None and not stopping.converged:
+            if stopping is not None and not stopping.converged and run_bad == 0:
                 bar.set_postfix(loss=f"{losses[done - 1]:.4g}",
                                 state=f"not converged in {n_steps} steps")
-        return SVIRunResult(svi.get_params(state), state, jnp.asarray(losses[:done]))
+        state, good, good_step, n_bad, first_bad, _ = carry
+        state, divergence = _final_state(svi, state, good, int(good_step), int(n_bad),
+                                         int(first_bad), bool(np.isfinite(losses[done - 1])),
+                                         stable_update)
+        if divergence.diverged and stopping is not None:
+            stopping.converged, stopping.converged_step = False, None
+        return ScribeRunResult(svi.get_params(state), state, jnp.asarray(losses[:done]),
+                               divergence)

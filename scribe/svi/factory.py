@@ -30,7 +30,14 @@ class SVIResultsFactory:
         n_components : int or None
         prior_params : dict
         converged : bool, optional
-            Whether the run met its stopping rule (None: not recorded).
+            Whether the run met its stopping rule (None: not recorded). A run that
+            diverged is recorded as not converged, whatever is passed.
+
+        Notes
+        -----
+        A run from :meth:`SVIInferenceEngine.run_inference` carries its ``divergence``;
+        it is recorded in the results (``n_nonfinite_steps``, ``divergence_step``,
+        ``diverged``; :mod:`scribe.svi.run_record`).
         """
         if tuple(count_data.shape) != (n_cells, n_genes):
             raise ValueError(f"count_data has shape {tuple(count_data.shape)}, expected "
@@ -38,6 +45,9 @@ class SVIResultsFactory:
         if model_type != model_config.model_type:
             raise ValueError(f"model_type '{model_type}' does not match the model "
                              f"configuration's '{model_config.model_type}'")
+        divergence = getattr(svi_results, "divergence", None)
+        if divergence is not None and divergence.diverged and converged is not None:
+            converged = False
         common = dict(params=dict(svi_results.params), loss_history=svi_results.losses,
                       model_config=model_config, prior_params=dict(prior_params),
                       n_components=n_components, converged=converged)
@@ -45,6 +55,9 @@ class SVIResultsFactory:
             if (adata.n_obs, adata.n_vars) != (n_cells, n_genes):
                 raise ValueError(f"adata is {adata.n_obs} x {adata.n_vars}, counts are "
                                  f"{n_cells} x {n_genes}")
-            return ScribeSVIResults.from_anndata(adata, **common)
-        return ScribeSVIResults(n_cells=n_cells, n_genes=n_genes, model_type=model_type,
-                                **common)
+            results = ScribeSVIResults.from_anndata(adata, **common)
+        else:
+            results = ScribeSVIResults(n_cells=n_cells, n_genes=n_genes,
+                                       model_type=model_type, **common)
+        results._set_divergence(divergence)
+        return results

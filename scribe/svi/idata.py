@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from scribe.svi.atomic import atomic_write
+
 NETCDF_ENGINE = "h5netcdf"
 
 
@@ -90,26 +92,48 @@ def _compression(groups: Mapping[str, xr.Dataset]) -> dict[str, dict]:
 
 
 def save(container, path: str | os.PathLike) -> None:
-    """Write every group and the global attributes to ``path``.
+    """Write every group and the global attributes to ``path``, atomically.
 
     netCDF-4 through h5netcdf; a path ending in ``.zarr`` writes a zarr store instead
-    (needs the ``zarr`` package).
+    (needs the ``zarr`` package). The data are written to a temporary file (directory,
+    for zarr) next to ``path`` and renamed over it only once complete: a failing write
+    (a full disk, an exceeded quota, an unstorable value) raises and leaves an existing
+    file at ``path`` untouched, with no temporary left behind.
     """
     groups = {name: get_group(container, name) for name in group_names(container)}
     tree = xr.DataTree.from_dict(
         {"/": xr.Dataset(attrs=dict(container_attrs(container))), **groups})
-    if _is_zarr(path):
-        tree.to_zarr(path, mode="w", consolidated=False)
+    atomic_write(path, lambda target: _write(tree, groups, target, _is_zarr(path)))
+
+
+def _write(tree, groups, target: str, zarr: bool) -> None:
+    if zarr:
+        tree.to_zarr(target, mode="w", consolidated=False)
     else:
-        tree.to_netcdf(path, mode="w", engine=NETCDF_ENGINE, encoding=_compression(groups))
+        tree.to_netcdf(target, mode="w", engine=NETCDF_ENGINE, encoding=_compression(groups))
 
 
 def load(path: str | os.PathLike):
-    """Read a container written by :func:`save` (fully into memory; the file is closed)."""
-    if _is_zarr(path):
-        tree = xr.load_datatree(path, engine="zarr", consolidated=False)
-    else:
-        tree = xr.load_datatree(path, engine=NETCDF_ENGINE)
+    """Read a container written by :func:`save` (fully into memory; the file is closed).
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``.
+    ValueError
+        ``path`` is not a netCDF-4 / HDF5 file (or zarr store) that can be read, naming it.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no scribe results file at '{os.fspath(path)}'")
+    try:
+        if _is_zarr(path):
+            tree = xr.load_datatree(path, engine="zarr", consolidated=False)
+        else:
+            tree = xr.load_datatree(path, engine=NETCDF_ENGINE)
+    except Exception as error:   # h5py, h5netcdf and zarr each raise their own types
+        kind = "zarr store" if _is_zarr(path) else "netCDF-4 (HDF5) file"
+        raise ValueError(f"'{os.fspath(path)}' is not a readable {kind} of scribe results: "
+                         f"{type(error).__name__}: {error}") from error
     groups = {name: node.to_dataset(inherit=False) for name, node in tree.children.items()}
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in tree.attrs.items()}
     return make_container(groups, attrs)

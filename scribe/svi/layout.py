@@ -149,11 +149,13 @@ def log_likelihood_dataset(per_cell, axes: Axes) -> xr.Dataset:
 CONVERGED_ATTR, STEPS_RUN_ATTR = "converged", "n_steps_run"
 
 
-def loss_dataset(loss, converged: bool | None = None) -> xr.Dataset:
+def loss_dataset(loss, converged: bool | None = None,
+                 extra_attrs: Mapping[str, int] | None = None) -> xr.Dataset:
     """Loss per optimisation step, variable ``loss`` along ``step``.
 
     Attributes: ``n_steps_run`` (the trace's length) and, when known, ``converged``
-    (stored as 0/1: netCDF has no boolean attributes).
+    (stored as 0/1: netCDF has no boolean attributes), plus ``extra_attrs`` (the run's
+    divergence record, :mod:`scribe.svi.run_record`).
     """
     array = _host(loss)
     if array.ndim != 1:
@@ -161,6 +163,7 @@ def loss_dataset(loss, converged: bool | None = None) -> xr.Dataset:
     attrs = {STEPS_RUN_ATTR: int(array.shape[0])}
     if converged is not None:
         attrs[CONVERGED_ATTR] = int(bool(converged))
+    attrs.update(extra_attrs or {})
     return xr.Dataset({"loss": xr.Variable(STEP, array)}, attrs=attrs)
 
 

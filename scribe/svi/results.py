@@ -19,6 +19,7 @@ from scribe.svi import idata, layout, nested
 from scribe.svi.analyses import AnalysesMixin
 from scribe.svi.metadata import PRIORS_ATTR
 from scribe.svi.model_view import distribution_mode_and_mean
+from scribe.svi.run_record import RunRecordMixin
 from scribe.svi.storage import (
     CONFIG_ATTR,
     LOG_LIKELIHOOD,
@@ -27,6 +28,14 @@ from scribe.svi.storage import (
     POSTERIOR,
     PREDICTIVE,
     ResultsStore,
+)
+from scribe.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_optional_positive_int,
+    check_positive_int,
+    check_rng_key,
 )
 
 _DEFAULT_KEY = jax.random.PRNGKey(42)
@@ -48,7 +57,7 @@ def _split_distribution(distribution):
     return build(())
 
 
-class ScribeSVIResults(AnalysesMixin, ResultsStore):
+class ScribeSVIResults(AnalysesMixin, RunRecordMixin, ResultsStore):
     """Results of SCRIBE variational inference: variational parameters, loss history,
     dataset dimensions, model configuration, optional AnnData metadata and samples.
 
@@ -106,8 +115,8 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
         split : bool, default False
             Return (nested) lists of single-element distributions instead of batched ones.
         """
-        if backend not in ("numpyro", "scipy"):
-            raise ValueError(f"backend must be 'numpyro' or 'scipy', got {backend!r}")
+        check_choice("backend", backend, ("numpyro", "scipy"))
+        split = check_bool("split", split)
         distributions = self._view.posterior_distributions(self.params)
         if split:
             distributions = {k: _split_distribution(d) for k, d in distributions.items()}
@@ -117,20 +126,47 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
         return distributions
 
     def get_map(self, use_mean: bool = False, canonical: bool = True,
-                verbose: bool = True) -> dict[str, jnp.ndarray]:
-        """Mode of each variational distribution (SPEC section 3).
+                verbose: bool = True, point: str = "mode") -> dict[str, jnp.ndarray]:
+        """Point estimates: the mode (or mean) of each variational distribution (SPEC 3).
 
         Parameters
         ----------
         use_mean : bool, default False
-            Replace undefined modes (NaN) by means (a Dirichlet as a whole vector).
+            With ``point="mode"``: replace undefined modes (NaN) by means (a Dirichlet as
+            a whole vector).
         canonical : bool, default True
-            Add ``p``, ``r``, ``gate``, ``p_capture``, ``mixing_weights``, ``p_hat``.
+            Add ``p``, ``r``, ``gate``, ``p_capture``, ``mixing_weights``, ``p_hat``,
+            computed from the sampled sites' estimates.
         verbose : bool, default True
             Warn when modes were replaced.
+        point : {"mode", "mean"}, default "mode"
+            ``"mode"``: each factor's mode (the MAP of that factor alone); ``"mean"``:
+            each factor's mean, for every site (``use_mean`` is then moot).
+
+        Returns
+        -------
+        dict
+            ``{name: array}`` with the sites' shapes (``(G,)``, ``(K, G)``, ``(C,)``...).
 
         Notes
         -----
+        Mode or mean. A LogNormal factor ``LogNormal(loc, scale)`` (``r``, ``mu``) has
+        mode ``exp(loc - scale**2)``, median ``exp(loc)`` and mean
+        ``exp(loc + scale**2 / 2)``: the mode is below the mean by the factor
+        ``exp(-1.5 scale**2)``. Each factor's mode is the most probable value of that
+        parameter alone; a quantity built from several (the NB mean
+        ``r (1 - p) / p``, or ``r`` from ``mu`` and ``p``) evaluated at the modes is not
+        the mode, nor the mean, of that quantity. Use ``point="mean"`` when the estimate
+        feeds an expectation (expected counts, a comparison with data means, plug-in
+        predictions): the mean is the estimate that minimises squared error, and
+        products of independent factors' means are the means of the products. The mode
+        is the natural choice for a single most probable value, and where the factor is
+        narrow (``scale`` of a few percent) the two agree to ``1.5 scale**2``. See
+        docs/results.md, "Point estimates".
+
+        A NaN is never returned silently: undefined modes (a Beta, BetaPrime or
+        Dirichlet factor with a concentration <= 1) and non-finite parameters warn.
+
         What the counts identify: ``r`` (and ``gate``) per gene and, in capture models,
         ``p_hat`` per cell. In a capture model ``p`` and ``p_capture`` are identified
         separately only through the capture anchor (``scribe.fit(..., mrna_per_cell=...)``);
@@ -138,10 +174,21 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
         ``p_hat = p nu / (1 - p (1 - nu))`` is, and the split between ``p`` and
         ``p_capture`` reflects the priors and the starting point, not the data.
         """
+        use_mean = check_bool("use_mean", use_mean)
+        canonical = check_bool("canonical", canonical)
+        verbose = check_bool("verbose", verbose)
+        check_choice("point", point, ("mode", "mean"))
+        if self.diverged:
+            warnings.warn(f"these results come from a fit whose optimiser diverged at step "
+                          f"{self.divergence_step}: the estimates are those of the last "
+                          f"finite parameters, not of a fitted posterior; refit with a "
+                          f"lower learning rate", RuntimeWarning, stacklevel=2)
         estimates, replaced = {}, []
         for name, distribution in self._view.posterior_distributions(self.params).items():
             mode, mean = distribution_mode_and_mean(distribution)
-            if use_mean and bool(jnp.any(jnp.isnan(mode))):
+            if point == "mean":
+                mode = mean
+            elif use_mean and bool(jnp.any(jnp.isnan(mode))):
                 replaced.append(name)
                 mode = jnp.where(jnp.isnan(mode), mean, mode)
             estimates[name] = mode
@@ -150,7 +197,24 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
                           UserWarning, stacklevel=2)
         if canonical:
             estimates.update(self._view.canonical(estimates))
+        self._warn_nan(estimates)
         return estimates
+
+    def _warn_nan(self, estimates: dict) -> None:
+        """Warn (always) when point estimates hold NaN, with the cause."""
+        nan = [name for name, value in estimates.items()
+               if bool(jnp.any(jnp.isnan(jnp.asarray(value, dtype=float))))]
+        if not nan:
+            return
+        finite = all(bool(jnp.all(jnp.isfinite(v))) for v in self.params.values()
+                     if jnp.issubdtype(jnp.asarray(v).dtype, jnp.inexact))
+        cause = ("their modes are undefined (a Beta, BetaPrime or Dirichlet factor with a "
+                 "concentration <= 1 has no interior mode); pass use_mean=True or "
+                 "point='mean'") if finite else (
+                 "the variational parameters are not finite (the optimiser diverged); "
+                 "refit with a lower learning rate")
+        warnings.warn(f"get_map returns NaN for {', '.join(nan)}: {cause}", RuntimeWarning,
+                      stacklevel=3)
 
     @property
     def capture_anchored(self) -> bool | None:
@@ -178,6 +242,9 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
         dict
             ``{name: array (n_samples, ...)}`` for sampled sites and canonical parameters.
         """
+        check_rng_key("rng_key", rng_key)
+        n_samples = check_positive_int("n_samples", n_samples)
+        store_samples = check_bool("store_samples", store_samples)
         samples = self._samplers.posterior(self.params, rng_key, n_samples)
         if store_samples:
             self.posterior_samples = samples
@@ -194,6 +261,9 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
         ``batch_size`` posterior draws are simulated at a time (None: all at once); the
         result does not depend on it.
         """
+        check_rng_key("rng_key", rng_key)
+        batch_size = check_optional_positive_int("batch_size", batch_size)
+        store_samples = check_bool("store_samples", store_samples)
         samples = self.posterior_samples
         if samples is None:
             raise ValueError("no posterior samples: call get_posterior_samples() first")
@@ -211,6 +281,10 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
         dict
             ``parameter_samples`` (dict) and ``predictive_samples`` ``(n_samples, C, G)``.
         """
+        check_rng_key("rng_key", rng_key)
+        n_samples = check_positive_int("n_samples", n_samples)
+        batch_size = check_optional_positive_int("batch_size", batch_size)
+        store_samples = check_bool("store_samples", store_samples)
         key_posterior, key_predictive = jax.random.split(rng_key)
         samples = self.get_posterior_samples(key_posterior, n_samples, store_samples)
         predictive = self._predict(samples, key_predictive, batch_size)
@@ -283,7 +357,7 @@ class ScribeSVIResults(AnalysesMixin, ResultsStore):
         """
         if not self.model_config.is_mixture:
             raise ValueError(f"get_component needs a mixture model; '{self.model_type}' is not")
-        k = int(component_index)
+        k = check_int("component_index", component_index)
         if not 0 <= k < self.n_components:
             raise IndexError(f"component {component_index} out of range for "
                              f"{self.n_components} components")

@@ -276,8 +276,10 @@ class ResultsStore:
     def converged(self, value: bool | None) -> None:
         if value is not None and not isinstance(value, bool | np.bool_):
             raise TypeError(f"converged must be a bool or None, got {value!r}")
-        self._set_group(OPTIMIZATION, layout.loss_dataset(self._group(OPTIMIZATION)["loss"]
-                                                          .values, value))
+        group = self._group(OPTIMIZATION)
+        kept = {k: v for k, v in group.attrs.items()
+                if k not in (layout.CONVERGED_ATTR, layout.STEPS_RUN_ATTR)}
+        self._set_group(OPTIMIZATION, layout.loss_dataset(group["loss"].values, value, kept))
 
     @property
     def posterior_samples(self) -> dict | None:
