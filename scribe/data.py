@@ -22,11 +22,36 @@ def _is_anndata(data: Any) -> bool:
     return type(data).__name__ == "AnnData" and hasattr(data, "layers")
 
 
+#: Cells read at a time from a backed (on-disk) AnnData matrix.
+BACKED_BLOCK = 10_000
+
+
+def _read_backed(matrix):
+    """An on-disk matrix of a backed AnnData (h5py dataset or sparse dataset), in memory.
+
+    Read in blocks of ``BACKED_BLOCK`` rows, so that the peak is the result plus one
+    block (a sparse dataset is never densified).
+    """
+    n_rows = int(matrix.shape[0])
+    blocks = [matrix[start:min(start + BACKED_BLOCK, n_rows)]
+              for start in range(0, n_rows, BACKED_BLOCK)]
+    if any(sp.issparse(block) for block in blocks):
+        return sp.vstack([sp.csr_matrix(block) for block in blocks], format="csr")
+    return np.concatenate([np.asarray(block) for block in blocks], axis=0)
+
+
+def _is_in_memory(matrix) -> bool:
+    return sp.issparse(matrix) or isinstance(matrix, np.ndarray) or hasattr(
+        matrix, "__array__") and not hasattr(matrix, "file")
+
+
 def _select_matrix(data: Any, layer: str | None):
     if _is_anndata(data):
         if layer is None:
             if data.X is None:
                 raise CountsError("the AnnData has no .X; pass layer= to choose a layer")
+            if getattr(data, "isbacked", False) and not _is_in_memory(data.X):
+                return _read_backed(data.X)
             return data.X
         if layer not in data.layers:
             raise CountsError(
@@ -75,8 +100,20 @@ def _check_values(matrix, cells_axis: int) -> None:
             )
 
 
+def _frame_names(frame, cells_axis: int):
+    """An AnnData without data carrying a DataFrame's row and column names as obs/var."""
+    import anndata
+    import pandas as pd
+
+    cells, genes = (frame.index, frame.columns) if cells_axis == 0 else (
+        frame.columns, frame.index)
+    obs = pd.DataFrame(index=pd.Index(cells.astype(str), name=cells.name))
+    var = pd.DataFrame(index=pd.Index(genes.astype(str), name=genes.name))
+    return anndata.AnnData(obs=obs, var=var)
+
+
 def prepare_counts(
-    data: Any, layer: str | None = None, cells_axis: int = 0
+    data: Any, layer: str | None = None, cells_axis: int = 0, warn_zero_genes: bool = True
 ) -> tuple[np.ndarray | sp.csr_matrix, Any]:
     """Validate counts and return them cells-as-rows, with the AnnData if one was given.
 
@@ -88,12 +125,17 @@ def prepare_counts(
         AnnData layer to read; None reads ``.X``.
     cells_axis : {0, 1}
         0 if cells are rows, 1 if cells are columns.
+    warn_zero_genes : bool, default True
+        Warn about genes with no counts (fitting warns; analyses of the same data don't).
 
     Returns
     -------
     counts : numpy.ndarray of float32, shape (C, G), or scipy.sparse.csr_matrix
-        A new array; the input is untouched. Sparse input stays sparse (CSR).
+        A new array; the input is untouched. Sparse input stays sparse (CSR). A backed
+        AnnData's ``.X`` (dense or sparse) is read into memory in blocks of cells.
     adata : AnnData or None
+        The AnnData given; for a pandas DataFrame, an AnnData without data whose
+        ``obs`` / ``var`` are indexed by the frame's row / column names (as strings).
 
     Raises
     ------
@@ -105,6 +147,10 @@ def prepare_counts(
     adata = data if _is_anndata(data) else None
     if adata is not None and cells_axis != 0:
         raise CountsError("AnnData stores cells as rows: cells_axis must be 0")
+    if type(data).__name__ == "DataFrame" and hasattr(data, "columns"):
+        if layer is not None:
+            raise CountsError("layer= applies to AnnData input only")
+        adata, data = _frame_names(data, cells_axis), data.to_numpy()
     matrix = _select_matrix(data, layer)
     if sp.issparse(matrix):
         matrix = sp.csr_matrix(matrix, copy=True)  # never sort or cast the caller's matrix
@@ -128,7 +174,7 @@ def prepare_counts(
         counts = np.array(matrix, dtype=np.float32)  # always a copy
         gene_totals = counts.sum(axis=0)
     n_zero = int(np.sum(gene_totals == 0))
-    if n_zero:
+    if n_zero and warn_zero_genes:
         warnings.warn(
             f"{n_zero} of {counts.shape[1]} genes have zero counts in every cell; their "
             f"posteriors will follow the prior", UserWarning, stacklevel=3)

@@ -267,9 +267,10 @@ def validate_prior_args(family: Family, args, site: str, n_components: int | Non
     if family is DIRICHLET:
         expected = n_components
         if len(values) != expected or any(v.ndim for v in values):
+            got = len(values) if not any(v.ndim for v in values) else f"arrays {args!r}"
             raise ValueError(
                 f"prior for '{site}' needs {expected} Dirichlet concentrations "
-                f"(one number per component), got {args!r}"
+                f"(one per component), got {got}"
             )
         if any(v <= 0 or not np.isfinite(v) for v in values):
             raise ValueError(f"prior for '{site}': concentrations must be positive, got {args}")

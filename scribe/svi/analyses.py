@@ -36,6 +36,7 @@ from scribe.stats import (
     pairwise_component_divergences,
 )
 from scribe.svi.loglik import ADDITIVE, MULTIPLICATIVE, LogLikelihoodEvaluator
+from scribe.validation import check_optional_positive_int
 
 _DEFAULT_KEY = jax.random.PRNGKey(42)
 _RETURN_BY = ("cell", "gene")
@@ -55,7 +56,7 @@ class AnalysesMixin:
 
     def _sparse_counts(self, counts, cells_axis: int, dtype, draws: dict) -> SparseCounts:
         """Validate the user's counts and build their :class:`SparseCounts` once."""
-        matrix, _ = prepare_counts(counts, cells_axis=cells_axis)
+        matrix, _ = prepare_counts(counts, cells_axis=cells_axis, warn_zero_genes=False)
         n_cells, n_genes = matrix.shape
         if n_genes != self.n_genes:
             raise ValueError(f"counts have {n_genes} genes but the model was fitted to "
@@ -106,8 +107,7 @@ class AnalysesMixin:
         if split and not self.model_config.is_mixture:
             raise ValueError(f"split_components needs a mixture model; '{self.model_type}' "
                              f"is not one")
-        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        batch_size = check_optional_positive_int("batch_size", batch_size)
         weights, weight_type = self._check_weights(weights, weight_type, dtype)
         sparse = self._sparse_counts(counts, cells_axis, dtype, draws)
         draws = {k: (jnp.asarray(v, dtype) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)
@@ -203,9 +203,7 @@ class AnalysesMixin:
         jax.Array
             ``(C,)`` or ``(G,)``; ``(C, K)`` / ``(G, K)`` with ``split_components``.
         """
-        if gene_batch_size is not None and int(gene_batch_size) < 1:
-            raise ValueError(f"gene_batch_size must be a positive int or None, got "
-                             f"{gene_batch_size!r}")
+        check_optional_positive_int("gene_batch_size", gene_batch_size)
         draw = self._map_draw(use_mean, verbose)
         return self._evaluate(counts, draw, return_by=return_by, split=split_components,
                               weights=weights, weight_type=weight_type, batch_size=batch_size,

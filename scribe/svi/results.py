@@ -96,14 +96,34 @@ class ScribeSVIResults(AnalysesMixin, RunRecordMixin, ResultsStore):
     @classmethod
     def from_anndata(cls, adata, params: dict, loss_history: jnp.ndarray,
                      model_config: ModelConfig, **kwargs) -> ScribeSVIResults:
-        """Create results carrying ``obs``, ``var`` and ``uns`` (copies) of an AnnData."""
+        """Create results carrying ``obs``, ``var`` and ``uns`` (copies) of an AnnData.
+
+        ``kwargs`` are the constructor's other arguments (``prior_params``,
+        ``posterior_samples``, ``converged``, ...). Those the AnnData and the
+        configuration determine (``model_type``, ``n_components``, ``n_cells``,
+        ``n_genes``, ``n_obs``, ``n_vars``, ``obs``, ``var``, ``uns``) may be given too,
+        but must agree with them.
+
+        Raises
+        ------
+        ValueError
+            A keyword that disagrees with the AnnData or the configuration.
+        """
+        derived = {"model_type": model_config.model_type,
+                   "n_components": model_config.n_components,
+                   "n_cells": adata.n_obs, "n_genes": adata.n_vars,
+                   "n_obs": adata.n_obs, "n_vars": adata.n_vars}
+        for name, value in derived.items():
+            given = kwargs.pop(name, value)
+            if given != value:
+                raise ValueError(f"from_anndata: {name}={given!r} disagrees with "
+                                 f"{value!r} from the AnnData / model_config")
         kwargs.setdefault("prior_params", {})
-        kwargs.setdefault("n_components", model_config.n_components)
-        return cls(
-            params=params, loss_history=loss_history, n_cells=adata.n_obs,
-            n_genes=adata.n_vars, model_type=model_config.model_type,
-            model_config=model_config, obs=adata.obs.copy(), var=adata.var.copy(),
-            uns=copy.deepcopy(dict(adata.uns)), n_obs=adata.n_obs, n_vars=adata.n_vars, **kwargs)
+        kwargs.setdefault("obs", adata.obs.copy())
+        kwargs.setdefault("var", adata.var.copy())
+        kwargs.setdefault("uns", copy.deepcopy(dict(adata.uns)))
+        return cls(params=params, loss_history=loss_history, model_config=model_config,
+                   **derived, **kwargs)
 
     # ---- distributions and point estimates -------------------------------------------
     def get_distributions(self, backend: str = "numpyro", split: bool = False) -> dict[str, Any]:

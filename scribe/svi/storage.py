@@ -44,12 +44,14 @@ import numpy as np
 import numpyro
 import pandas as pd
 
+from scribe import plugins
 from scribe.config import ModelConfig
 from scribe.parameterization import CELL, GENE
 from scribe.svi import frames, idata, layout, nested
 from scribe.svi.metadata import OBS, PRIORS, UNS, VAR, Metadata
 from scribe.svi.model_view import ModelView
 from scribe.svi.sampling import CompiledSamplers
+from scribe.validation import check_optional_positive_int, check_positive_int
 
 POSTERIOR, PREDICTIVE, LOG_LIKELIHOOD = "posterior", "posterior_predictive", "log_likelihood"
 OBSERVED, PARAMS, OPTIMIZATION = "observed_data", "variational_parameters", "optimization"
@@ -94,6 +96,10 @@ class ResultsStore:
         if not isinstance(model_config, ModelConfig):
             raise TypeError(f"model_config must be a scribe.ModelConfig, got "
                             f"{type(model_config).__name__}")
+        n_cells = check_positive_int("n_cells", n_cells)
+        n_genes = check_positive_int("n_genes", n_genes)
+        n_obs = check_optional_positive_int("n_obs", n_obs)
+        n_vars = check_optional_positive_int("n_vars", n_vars)
         if model_type != model_config.model_type:
             raise ValueError(f"model_type '{model_type}' does not match the model "
                              f"configuration's '{model_config.model_type}'")
@@ -124,6 +130,36 @@ class ResultsStore:
         self.converged = converged
         self.posterior_samples = posterior_samples
         self.predictive_samples = predictive_samples
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        """Validate the configuration and parameters (the constructor calls it).
+
+        Checks that the model type is provided by an installed plugin, that
+        ``n_components`` agrees with the configuration, that the variational parameters
+        are those of the model with shapes consistent with ``n_cells``, ``n_genes`` and
+        ``n_components``, and that ``obs`` / ``var`` / draws have matching lengths.
+
+        Raises
+        ------
+        ValueError
+            The first inconsistency found, naming it.
+        """
+        spec = plugins.lookup_model_type(self.model_type)
+        if spec.mixture != (self.n_components is not None):
+            raise ValueError(f"model type '{self.model_type}' "
+                             f"{'needs' if spec.mixture else 'takes no'} n_components, got "
+                             f"{self.n_components!r}")
+        self._check_params(self.params)
+        for name, frame, size in ((OBS, self.obs, self.n_cells), (VAR, self.var, self.n_genes)):
+            if frame is not None and len(frame) != size:
+                raise ValueError(f"{name} has {len(frame)} rows, expected {size}")
+        predictive = self._group(PREDICTIVE)
+        posterior = self._group(POSTERIOR)
+        if predictive is not None and posterior is not None \
+                and predictive.sizes[layout.DRAW] != posterior.sizes[layout.DRAW]:
+            raise ValueError(f"{predictive.sizes[layout.DRAW]} predictive draws, but "
+                             f"{posterior.sizes[layout.DRAW]} posterior draws")
 
     def _attach(self, container, model_config: ModelConfig | None = None,
                 check: bool = True) -> None:
