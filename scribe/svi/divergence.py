@@ -82,8 +82,8 @@ class Divergence:
         if not self.diverged:
             return f"{count}{what}. The fit recovered; its final parameters are finite."
         where = ("the initial parameters" if self.restored_step is None
-                 else f"the parameters at step {self.restored_step}, the last with a "
-                      f"finite loss")
+                 else f"the parameters step {self.restored_step} started from, the last "
+                      f"at which the loss was finite")
         return (f"the optimiser DIVERGED: {count}{what}, and the loss never became finite "
                 f"again. The results hold {where}, not a fitted posterior. Lower the "
                 f"optimizer's learning rate (e.g. numpyro.optim.Adam(step_size=1e-3)) and "

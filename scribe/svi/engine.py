@@ -216,10 +216,20 @@ class SVIInferenceEngine:
         def run_chunk(carry, counts, offset, n_active):
             # carry: (state, last state with a finite loss, its step, non-finite steps,
             # first non-finite step, current run of non-finite steps); see divergence.py.
+            def step_fn(state):
+                return update(state, n_cells, n_genes, counts=counts, batch_size=batch_size)
+
+            loss_shape = jax.eval_shape(step_fn, carry[0])[1]
+
+            def skip(state):
+                # NaN parameters (stable_update=False) stay NaN: don't evaluate the model
+                # at them (a rejection sampler would never accept a NaN shape).
+                return state, jnp.full(loss_shape.shape, jnp.nan, loss_shape.dtype)
+
             def body(i, inner):
                 (state, good, good_step, n_bad, first_bad, run_bad), losses = inner
-                new, loss_value = update(state, n_cells, n_genes, counts=counts,
-                                         batch_size=batch_size)
+                alive = tree_finite(svi.optim.get_params(state.optim_state))
+                new, loss_value = jax.lax.cond(alive, step_fn, skip, state)
                 step = offset + i
                 loss_ok = jnp.isfinite(loss_value)
                 ok = loss_ok & tree_finite(svi.optim.get_params(new.optim_state))
