@@ -109,8 +109,13 @@ def save(container, path: str | os.PathLike) -> None:
 def _write(tree, groups, target: str, zarr: bool) -> None:
     if zarr:
         tree.to_zarr(target, mode="w", consolidated=False)
-    else:
-        tree.to_netcdf(target, mode="w", engine=NETCDF_ENGINE, encoding=_compression(groups))
+        return
+    # The file is built in memory and written with plain file I/O: HDF5 then never
+    # holds a file whose write failed (h5py segfaulted closing one after a full disk),
+    # and a failure is an ordinary OSError. The cost is one copy of the file in memory.
+    data = tree.to_netcdf(None, engine=NETCDF_ENGINE, encoding=_compression(groups))
+    with open(target, "wb") as handle:
+        handle.write(data)
 
 
 def load(path: str | os.PathLike):
