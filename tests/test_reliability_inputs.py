@@ -178,7 +178,7 @@ def test_post_init_validates(fitted):
         ScribeSVIResults(params={**res.params, "r_loc": np.zeros(G + 1)},
                          loss_history=res.loss_history, n_cells=C, n_genes=G,
                          model_type="nbdm", model_config=res.model_config, prior_params={})
-    with pytest.raises(ValueError, match="obs has 3 rows, expected 50"):
+    with pytest.raises(ValueError, match="3 rows, expected 50"):
         ScribeSVIResults(params=res.params, loss_history=res.loss_history, n_cells=C,
                          n_genes=G, model_type="nbdm", model_config=res.model_config,
                          prior_params={}, obs=pd.DataFrame(index=["a", "b", "c"]))
