@@ -41,8 +41,10 @@ def _read_backed(matrix):
 
 
 def _is_in_memory(matrix) -> bool:
-    return sp.issparse(matrix) or isinstance(matrix, np.ndarray) or hasattr(
-        matrix, "__array__") and not hasattr(matrix, "file")
+    # An h5py dataset has __array__ but lives in a file; anndata's sparse datasets have
+    # neither: both are read in blocks.
+    return sp.issparse(matrix) or isinstance(matrix, np.ndarray) or (
+        hasattr(matrix, "__array__") and not hasattr(matrix, "file"))
 
 
 def _select_matrix(data: Any, layer: str | None):

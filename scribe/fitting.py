@@ -104,13 +104,17 @@ def fit(
     n_components : int, optional
         Required (>= 2) for mixtures.
     priors : dict, optional
-        Prior arguments keyed by sampled site, e.g. ``{"p": (2, 2)}``.
+        Prior arguments keyed by sampled site, e.g. ``{"p": (2, 2)}``. An argument may
+        be an array matching the site's trailing axes, e.g. one ``loc`` per gene
+        ``(G,)`` (mixtures: ``(G,)`` or ``(K, G)``).
     n_steps : int, default 100_000
-        The most SVI steps to run; the fit stops earlier once the loss has converged
-        (see ``tol``).
+        The most SVI steps to run (a positive integer; numpy integers accepted, floats
+        and bools refused); the fit stops earlier once the loss has converged (see
+        ``tol``) or the optimiser has diverged.
     batch_size : int, optional
         Cells per step (None: all cells).
     seed : int, default 42
+        An integer in ``[0, 2**32 - 1]``.
     layer : str, optional
         AnnData layer (None: ``.X``).
     cells_axis : {0, 1}, default 0

@@ -257,6 +257,20 @@ class ScribeSVIResults(AnalysesMixin, RunRecordMixin, ResultsStore):
 
         The sampler is compiled once per ``n_samples`` and results object.
 
+        Parameters
+        ----------
+        rng_key : jax PRNG key, default PRNGKey(42)
+        n_samples : int, default 100
+            A positive integer (numpy integers accepted; floats, bools, 0 and negatives
+            are errors).
+        store_samples : bool, default True
+            Keep the draws in ``posterior_samples`` (the ``posterior`` group).
+
+        Raises
+        ------
+        TypeError, ValueError
+            An argument of the wrong type or range, naming it.
+
         Returns
         -------
         dict
