@@ -118,6 +118,9 @@ def test_posterior_samples_numpy_integer(fitted):
     ("get_distributions", {"split": "no"}, "split"),
     ("log_likelihood", {"counts": COUNTS, "batch_size": 2.5}, "batch_size"),
     ("log_likelihood_map", {"counts": COUNTS, "gene_batch_size": 0}, "gene_batch_size"),
+    ("normalize_counts", {"n_samples_dirichlet": 2.5}, "n_samples_dirichlet"),
+    ("normalize_counts", {"store_samples": 1}, "store_samples"),
+    ("get_component", {"component_index": 0}, "mixture"),
 ])
 def test_results_methods_refuse(fitted, method, kwargs, name):
     res, _ = fitted

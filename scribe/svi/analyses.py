@@ -36,7 +36,14 @@ from scribe.stats import (
     pairwise_component_divergences,
 )
 from scribe.svi.loglik import ADDITIVE, MULTIPLICATIVE, LogLikelihoodEvaluator
-from scribe.validation import check_optional_positive_int
+from scribe.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_optional_positive_int,
+    check_positive_int,
+    check_rng_key,
+)
 
 _DEFAULT_KEY = jax.random.PRNGKey(42)
 _RETURN_BY = ("cell", "gene")
@@ -351,8 +358,15 @@ class AnalysesMixin:
         ValueError
             No posterior samples, no ``r`` among them, or a bad backend.
         """
-        if backend not in ("numpyro", "scipy"):
-            raise ValueError(f"backend must be 'numpyro' or 'scipy', got {backend!r}")
+        check_choice("backend", backend, ("numpyro", "scipy"))
+        check_rng_key("rng_key", rng_key)
+        n_samples_dirichlet = check_positive_int("n_samples_dirichlet", n_samples_dirichlet)
+        for name, value in (("fit_distribution", fit_distribution),
+                            ("store_samples", store_samples),
+                            ("return_concentrations", return_concentrations),
+                            ("verbose", verbose)):
+            check_bool(name, value)
+        check_int("sample_axis", sample_axis)
         samples = self._require_samples("normalize_counts")
         if "r" not in samples:
             raise ValueError("normalize_counts needs posterior samples of 'r'; this model's "
