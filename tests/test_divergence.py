@@ -85,6 +85,7 @@ class FlakyELBO(TraceMeanField_ELBO):
         return {**out, "loss": jnp.where(flaky, jnp.nan, out["loss"])}
 
 
+@pytest.mark.slow   # a fit (or a fresh interpreter importing JAX): > 10 s
 def test_transient_nonfinite_steps_are_counted_exactly_and_not_divergence():
     res, messages = _fit(loss=FlakyELBO(), n_steps=300, tol=None)
     losses = np.asarray(res.loss_history)

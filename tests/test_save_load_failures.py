@@ -46,6 +46,7 @@ def test_failing_writer_leaves_the_old_file_and_no_temporary(saved, monkeypatch)
     assert _listing(path.parent) == listing
 
 
+@pytest.mark.slow   # a fit (or a fresh interpreter importing JAX): > 10 s
 def test_disk_full_in_a_subprocess_keeps_the_file_and_the_process(saved):
     # RLIMIT_FSIZE makes every write beyond 4 KiB fail with EFBIG (SIGXFSZ ignored): a
     # disk that fills during the save. The old file must survive byte for byte and the
