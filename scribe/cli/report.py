@@ -1,0 +1,39 @@
+"""``scribe report FIT -o REPORT.html``: a self-contained HTML fit report."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "write a self-contained HTML report of a fit (plots, tables, warnings)"
+EXAMPLE = """examples:
+  scribe report fit.nc -o report.html
+  scribe report fit.nc --counts counts.h5ad -o report.html   (a fit saved without counts)"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from scribe.cli.common import add_counts_options, positive_int
+
+    parser.add_argument("fit", metavar="FIT", help="a fit saved by 'scribe fit'")
+    parser.add_argument("--counts", default=None, metavar="COUNTS",
+                        help="the counts the model was fitted to (default: those stored "
+                             "in the fit file, if any)")
+    add_counts_options(parser)
+    parser.add_argument("--n-samples", type=positive_int, default=20,
+                        help="posterior draws for predictive checks (default: 20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", required=True, metavar="REPORT.html")
+
+
+def run(args: argparse.Namespace) -> None:
+    from scribe.cli.common import check_output, load_fit
+    from scribe.readers import read_counts
+    from scribe.report import report
+
+    output = check_output(args.output, (".html", ".htm"), "-o")
+    results = load_fit(args.fit)
+    counts = None
+    if args.counts is not None:
+        adata = read_counts(args.counts, transpose=args.transpose)
+        counts = adata.X if args.layer is None else adata.layers[args.layer]
+    report(results, counts=counts, path=output, n_samples=args.n_samples, seed=args.seed)
+    print(f"scribe report: wrote {output}")
