@@ -14,6 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from scribe.cli.common import load_fit
-    from scribe.info import format_info, info
+    from scribe.fit_info import format_info, info
 
     print(format_info(info(load_fit(args.fit))))

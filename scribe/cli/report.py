@@ -18,16 +18,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the counts the model was fitted to (default: those stored "
                              "in the fit file, if any)")
     add_counts_options(parser)
-    parser.add_argument("--n-samples", type=positive_int, default=20,
-                        help="posterior draws for predictive checks (default: 20)")
+    parser.add_argument("--n-samples", type=positive_int, default=10,
+                        help="posterior draws for predictive checks (default: 10)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-o", "--output", required=True, metavar="REPORT.html")
 
 
 def run(args: argparse.Namespace) -> None:
     from scribe.cli.common import check_output, load_fit
+    from scribe.fit_report import report
     from scribe.readers import read_counts
-    from scribe.report import report
 
     output = check_output(args.output, (".html", ".htm"), "-o")
     results = load_fit(args.fit)
@@ -35,5 +36,6 @@ def run(args: argparse.Namespace) -> None:
     if args.counts is not None:
         adata = read_counts(args.counts, transpose=args.transpose)
         counts = adata.X if args.layer is None else adata.layers[args.layer]
-    report(results, counts=counts, path=output, n_samples=args.n_samples, seed=args.seed)
+    report(results, counts=counts, path=output, n_samples=args.n_samples, seed=args.seed,
+           progress=not args.quiet)
     print(f"scribe report: wrote {output}")
