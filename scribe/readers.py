@@ -57,13 +57,19 @@ def _read_10x_h5(path: Path) -> anndata.AnnData:
     return scanpy.read_10x_h5(path)
 
 
+def _anndata_reader(name: str):
+    # anndata >= 0.11 keeps its readers in anndata.io (the top-level names are deprecated).
+    io = getattr(anndata, "io", None)
+    return getattr(io, name, None) or getattr(anndata, name)
+
+
 def _read(path: Path, suffix: str) -> anndata.AnnData:
     if suffix == ".h5ad":
         return anndata.read_h5ad(path)
     if suffix == ".loom":
-        return anndata.read_loom(path)
+        return _anndata_reader("read_loom")(path)
     if suffix in (".mtx", ".mtx.gz"):
-        return anndata.read_mtx(path)
+        return _anndata_reader("read_mtx")(path)
     if suffix == ".h5":
         return _read_10x_h5(path)
     if suffix in (".csv", ".tsv"):
