@@ -224,6 +224,17 @@ class _Report:
                       [H.section("Warnings", H.warnings_block(self.messages)), *self.body])
 
 
+def _stages(stages: list, progress: bool):
+    """The report's stages, behind a progress bar on a terminal (``scribe.progress``'s
+    switch, where installed, silences it)."""
+    try:
+        from scribe.progress import progress_blocks
+    except ImportError:
+        return tqdm(stages, desc="report", disable=None if progress else True)
+    return progress_blocks(stages, total=len(stages), desc="report",
+                           enabled=None if progress else False)
+
+
 def report(results: ScribeSVIResults, counts=None, path: str | os.PathLike | None = None, *,
            n_samples: int = 10, seed: int = 0, top_genes: int = 20, level: float = 0.9,
            progress: bool = True) -> str:
@@ -270,14 +281,11 @@ def report(results: ScribeSVIResults, counts=None, path: str | os.PathLike | Non
     stages = [("model", builder.model), ("predictive checks", builder.checks),
               ("Pareto k", builder.pareto), ("residuals", builder.residuals),
               ("capture", builder.capture), ("mixture", builder.mixture)]
-    with tqdm(total=len(stages), desc="report", disable=None if progress else True) as bar, \
-            warnings.catch_warnings():
+    with warnings.catch_warnings():
         # Each analysis re-reads the counts; the report states genes without counts once.
         warnings.filterwarnings("ignore", message=".*genes have zero counts in every cell")
-        for name, stage in stages:
-            bar.set_postfix_str(name)
+        for _, stage in _stages(stages, progress):
             stage()
-            bar.update()
     document = builder.html()
     if path is not None:
         Path(path).write_text(document, encoding="utf-8")
