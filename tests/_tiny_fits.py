@@ -77,21 +77,3 @@ def cli_fit() -> tuple[Path, np.ndarray, subprocess.CompletedProcess]:
                       "-o", folder / "fit.nc")
     return folder / "fit.nc", subset.X.toarray(), process
 
-
-@functools.cache
-def cli_report() -> tuple[Path, int]:
-    """``scribe report`` (in-process) of :func:`cli_fit`'s fit, once per test session.
-
-    Returns
-    -------
-    report_path : Path
-    status : int
-        The command's exit status.
-    """
-    from scribe.cli import main
-
-    fit_path, _, process = cli_fit()
-    assert process.returncode == 0, process.stderr
-    out = fit_path.parent / "report.html"
-    status = main(["report", str(fit_path), "--n-samples", "3", "--quiet", "-o", str(out)])
-    return out, status

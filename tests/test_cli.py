@@ -17,7 +17,6 @@ from tests._tiny_fits import (
     CLI_STEPS,
     REAL_DATA,
     cli_fit,
-    cli_report,
     run_cli,
 )
 
@@ -45,11 +44,11 @@ def test_fit_saves_a_loadable_fit_of_the_file(fitted):
     assert "scribe: warning: the fit did not converge" in process.stderr
 
 
-def test_info_reports_the_fit(fitted):
+def test_info_reports_the_fit(fitted, capsys):
     path, counts, _ = fitted
-    process = run_cli("info", path)
-    assert process.returncode == 0, process.stderr
-    fields = dict(line.split(None, 1) for line in process.stdout.strip().splitlines())
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    fields = dict(line.split(None, 1) for line in out.strip().splitlines())
     results = scribe.load(path)
     assert fields["model_type"] == "nbdm" and fields["parameterization"] == "odds_ratio"
     assert int(fields["n_cells"]) == CLI_CELLS and int(fields["n_genes"]) == CLI_GENES
@@ -71,10 +70,12 @@ def test_bad_counts_give_one_line_and_exit_status_2(tmp_path):
     assert not (tmp_path / "fit.nc").exists()
 
 
-def test_help_shows_examples():
-    process = run_cli("fit", "--help")
-    assert process.returncode == 0
-    assert "examples:" in process.stdout and "scribe fit counts.h5ad" in process.stdout
+def test_help_shows_examples(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "scribe fit counts.h5ad" in out
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -122,10 +123,19 @@ def test_info_of_a_file_that_is_not_a_fit(tmp_path, capsys):
     assert "not a scribe fit" in capsys.readouterr().err
 
 
-def test_report_command_writes_html():
-    out, status = cli_report()   # its contents: tests/test_report.py
-    assert status == 0
-    assert out.read_text().startswith("<!DOCTYPE html>")
+def test_report_command_writes_html(fitted, tmp_path, capsys):
+    # A fit saved without its counts: the report has the model and MAP tables only (the
+    # report with predictive checks is tests/test_report.py's).
+    path, _, _ = fitted
+    results = scribe.load(path)
+    results.set_observed_counts(None)
+    results.save(tmp_path / "bare.nc")
+    out = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "bare.nc"), "--quiet", "-o", str(out)]) == 0
+    document = out.read_text()
+    assert document.startswith("<!DOCTYPE html>") and "No counts" in document
+    assert ">Genes with the largest MAP r<" in document
+    assert f"wrote {out}" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not hasattr(ScribeSVIResults, "differential_expression"),
