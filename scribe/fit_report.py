@@ -105,6 +105,8 @@ def gene_check_table(names: pd.Index, observed: dict, simulated: dict,
 
 def _map_table(results: ScribeSVIResults, names: pd.Index, top: int) -> pd.DataFrame:
     estimates = results.get_map(use_mean=True, canonical=True, verbose=False)
+    if "r" not in estimates:   # a plugin's model type without the NB pair
+        return pd.DataFrame(index=names[:0])
     r = np.asarray(estimates["r"], float)
     frame = (pd.DataFrame({"r": r}, index=names) if r.ndim == 1 else
              pd.DataFrame({f"r_{k}": r[k] for k in range(r.shape[0])}, index=names))

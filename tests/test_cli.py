@@ -178,3 +178,11 @@ def test_write_back_without_to_anndata_is_refused_before_the_fit(tmp_path, capsy
     assert main(["fit", str(REAL_DATA), "-o", str(tmp_path / "f.nc"),
                  "--write-back", str(tmp_path / "o.h5ad")]) == 2
     assert "--write-back needs scribe.to_anndata" in capsys.readouterr().err
+
+
+def test_report_with_a_missing_layer_of_the_counts_file(fitted, tmp_path, capsys):
+    path, _, _ = fitted
+    assert main(["report", str(path), "--counts", str(REAL_DATA), "--layer", "raw",
+                 "-o", str(tmp_path / "r.html")]) == 2
+    assert "--layer raw: not in" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from scribe.cli.common import check_output, load_fit
+    from scribe.cli.common import UsageError, check_output, load_fit
     from scribe.fit_report import report
     from scribe.readers import read_counts
 
@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> None:
     counts = None
     if args.counts is not None:
         adata = read_counts(args.counts, transpose=args.transpose)
+        if args.layer is not None and args.layer not in adata.layers:
+            raise UsageError(f"--layer {args.layer}: not in {args.counts}; its layers: "
+                             f"{', '.join(adata.layers) or '(none)'}")
         counts = adata.X if args.layer is None else adata.layers[args.layer]
     report(results, counts=counts, path=output, n_samples=args.n_samples, seed=args.seed,
            progress=not args.quiet)
