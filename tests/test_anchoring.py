@@ -92,6 +92,7 @@ def test_saved_results_keep_the_anchor_and_say_whether_anchored(tmp_path):
     assert plain.capture_anchored is None
 
 
+@pytest.mark.slow   # two compilations: ~15 s alone, ~55 s on the shared two cores
 def test_loaded_anchored_fit_draws_posterior_samples(tmp_path):
     # Regression: a loaded fit builds its composition while the sampler is traced (jit);
     # the anchor's probe must be evaluated eagerly there (it raised a tracer error).
