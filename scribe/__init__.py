@@ -24,6 +24,27 @@ from scribe.svi.io import load
 
 __version__ = "0.1.0"
 
+# Loaded on first use: plotting and reports import matplotlib, which `import scribe`
+# need not pay for.
+_LAZY = {
+    "pl": ("scribe.pl", None),
+    "report": ("scribe.fit_report", "report"),
+    "info": ("scribe.fit_info", "info"),
+    "read_counts": ("scribe.readers", "read_counts"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attribute is None else getattr(module, attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'scribe' has no attribute {name!r}")
+
 
 __all__ = [
     "Block",
@@ -39,7 +60,11 @@ __all__ = [
     "available_parameterizations",
     "fit",
     "hookimpl",
+    "info",
     "load",
+    "pl",
+    "read_counts",
     "reload_plugins",
+    "report",
     "svi",
 ]

@@ -24,6 +24,7 @@ import functools
 import numbers
 
 import attrs
+import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
@@ -264,8 +265,11 @@ def capture_anchor(block, capture_name: str, parameterization: str, mrna_per_cel
         raise ValueError(refusal.format(what=f"several sites ({names})"))
     site = block.sites[0]
     probe = np.array([0.02, 0.3, 0.8])
-    value = np.asarray(block.from_canonical({capture_name: jnp.asarray(probe)})[site.name],
-                       np.float64)
+    # The composition may be built while a sampler is being traced (jit): evaluate the
+    # probe eagerly, or it would be a tracer that numpy cannot read.
+    with jax.ensure_compile_time_eval():
+        value = np.asarray(block.from_canonical({capture_name: jnp.asarray(probe)})[site.name],
+                           np.float64)
     for family, relation in SUPPORTED:
         if site.family.name == family and np.allclose(value, _probe_map(relation)(probe),
                                                       rtol=1e-4, atol=1e-6):

@@ -92,6 +92,18 @@ def test_saved_results_keep_the_anchor_and_say_whether_anchored(tmp_path):
     assert plain.capture_anchored is None
 
 
+@pytest.mark.slow   # two compilations: ~15 s alone, ~55 s on the shared two cores
+def test_loaded_anchored_fit_draws_posterior_samples(tmp_path):
+    # Regression: a loaded fit builds its composition while the sampler is traced (jit);
+    # the anchor's probe must be evaluated eagerly there (it raised a tracer error).
+    counts, _ = simulate_counts("nbvcp", 30, 8, seed=1)
+    scribe.fit(counts, "nbvcp", "odds_ratio", n_steps=2, progress=False,
+               mrna_per_cell=1e3).save(tmp_path / "fit.nc")
+    draws = scribe.load(tmp_path / "fit.nc").get_posterior_samples(n_samples=3)
+    capture = np.asarray(draws["p_capture"])
+    assert capture.shape == (3, 30) and np.all((capture > 0) & (capture < 1))
+
+
 # ---- the anchored prior ---------------------------------------------------------------------
 # Tolerance of the prior's median and sd(log nu): the family's arguments are solved in
 # float64 (residuals < 1e-8) on a grid of 512 points in log median over [1e-6, 0.9]

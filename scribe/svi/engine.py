@@ -165,7 +165,8 @@ class SVIInferenceEngine:
             parameters then become NaN). Either way non-finite steps are counted in
             ``divergence``.
         progress : bool, default True
-            Show a progress bar with the current loss (and the convergence state).
+            Show a progress bar with the current loss, steps per second and the
+            convergence state, when stderr is a terminal; False: never.
         stopping : scribe.svi.convergence.ConvergenceMonitor, optional
             A stopping rule, checked on the host after every ``stopping.window`` steps;
             ``n_steps`` is then a cap and the monitor records whether and when the fit
@@ -247,7 +248,10 @@ class SVIInferenceEngine:
         zero = jnp.asarray(0, jnp.int32)
         carry = (state, state, minus_one, zero, minus_one, zero)
         losses = None   # filled in place; its dtype is the loss's (float64 under x64)
-        with tqdm(total=n_steps, disable=not progress, desc="SVI", unit="step") as bar:
+        # progress=True shows the bar only on a terminal (tqdm's disable=None): logs and
+        # pipes stay clean; progress=False silences it everywhere.
+        with tqdm(total=n_steps, disable=None if progress else True, desc="SVI",
+                  unit="step") as bar:
             done = 0
             while done < n_steps:
                 n_active = min(chunk, n_steps - done)

@@ -36,6 +36,7 @@ is read or the results are saved (:mod:`scribe.svi.metadata`).
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import os
 from typing import Any
 
@@ -57,6 +58,14 @@ POSTERIOR, PREDICTIVE, LOG_LIKELIHOOD = "posterior", "posterior_predictive", "lo
 OBSERVED, PARAMS, OPTIMIZATION = "observed_data", "variational_parameters", "optimization"
 CONFIG_ATTR = "scribe_model_config"
 LAYOUT_ATTR, LAYOUT_VERSION = "scribe_layout_version", 1
+
+
+def _scribe_version() -> str:
+    """The installed scribe's version, recorded in every results file."""
+    try:
+        return importlib.metadata.version("scribe-sc")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class ResultsStore:
@@ -117,6 +126,7 @@ class ResultsStore:
             "n_vars": int(n_genes if n_vars is None else n_vars),
             LAYOUT_ATTR: LAYOUT_VERSION,
             "created_at": datetime.datetime.now(datetime.UTC).isoformat(),
+            "scribe_version": _scribe_version(),
             "inference_library": "numpyro",
             "inference_library_version": numpyro.__version__,
             "arviz_version": idata.arviz_version(),
