@@ -1,0 +1,126 @@
+"""Shared machinery of the elementwise analyses (denoising, goodness of fit).
+
+They need, per cell and gene, a quantity of the fitted law (a CDF, a posterior mean of
+molecules), under the MAP or under posterior draws, on counts read in blocks of cells:
+
+* :func:`prepared_counts` validates the user's counts against the fit;
+* :func:`draws_for` gives canonical parameters with a leading draw axis (the MAP as one
+  draw, or fresh posterior draws, never stored on the results);
+* :func:`cell_blocks` yields dense ``(B, G)`` blocks of a sparse matrix, so memory is
+  bounded by ``batch_size`` cells whatever the size of the data;
+* :func:`per_component` and :func:`responsibilities` apply a likelihood's elementwise
+  method per mixture component and weight components by each cell's assignment
+  probabilities ``P(k | x_c) = softmax_k(sum_g log f(x_cg | theta_k) + log w_k)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+
+from scribe.data import prepare_counts
+from scribe.likelihood import Likelihood
+from scribe.mixture import component_axes
+from scribe.progress import progress_blocks
+from scribe.svi.loglik import LogLikelihoodEvaluator
+
+DEFAULT_BATCH_SIZE = 512
+
+
+def likelihood_of(results, what: str) -> Likelihood:
+    """The results' likelihood, or a ValueError saying why ``what`` cannot apply."""
+    likelihood = results._view.spec.likelihood
+    if likelihood is None:
+        raise ValueError(
+            f"{what} needs a model type composed from a scribe.Likelihood (it evaluates "
+            f"the law per cell and gene); '{results.model_type}' is a whole-model plugin "
+            f"that offers only its joint log_prob")
+    return likelihood
+
+
+def check_batch_size(batch_size) -> int:
+    if batch_size is None:
+        return DEFAULT_BATCH_SIZE
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (cells per block), got "
+                         f"{batch_size!r}")
+    return int(batch_size)
+
+
+def check_n_samples(n_samples, allow_none: bool = True) -> int | None:
+    if n_samples is None and allow_none:
+        return None
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) \
+            or n_samples < 1:
+        allowed = "a positive int or None (the MAP)" if allow_none else "a positive int"
+        raise ValueError(f"n_samples must be {allowed}, got {n_samples!r}")
+    return int(n_samples)
+
+
+def prepared_counts(results, counts, layer: str | None = None):
+    """Validated cells x genes counts (CSR or dense float32) matching the fit's shape."""
+    matrix, _ = prepare_counts(counts, layer=layer)
+    n_cells, n_genes = matrix.shape
+    if n_genes != results.n_genes:
+        raise ValueError(f"counts have {n_genes} genes but the model was fitted to "
+                         f"{results.n_genes} genes")
+    if n_cells != results.n_cells:
+        raise ValueError(f"counts have {n_cells} cells but the model was fitted to "
+                         f"{results.n_cells} cells")
+    return matrix
+
+
+def draws_for(results, n_samples: int | None, rng_key) -> dict:
+    """Canonical parameters ``{name: (S, ...)}``: the MAP (``S = 1``) or posterior draws."""
+    if n_samples is None:
+        point = results.get_map(use_mean=True, verbose=False)
+        return {name: jnp.asarray(value)[None] for name, value in point.items()}
+    if rng_key is None:
+        rng_key = jax.random.PRNGKey(0)
+    return dict(results._samplers.posterior(results.params, rng_key, n_samples))
+
+
+def split_params(results, draws: dict) -> tuple[dict, dict]:
+    """The parameters the likelihood needs, as (global, per-cell) dicts with draw axis."""
+    evaluator = LogLikelihoodEvaluator(results._view)
+    params = {n: jnp.asarray(draws[n], jnp.float32) for n in evaluator.parameter_names(draws)}
+    cell_names = evaluator.cell_names(params, leading=1)
+    return ({n: v for n, v in params.items() if n not in cell_names},
+            {n: v for n, v in params.items() if n in cell_names})
+
+
+def cell_blocks(matrix, batch_size: int, desc: str) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(cells, dense block (B, G) float32)`` over consecutive blocks of cells."""
+    n_cells = matrix.shape[0]
+    starts = range(0, n_cells, batch_size)
+    for start in progress_blocks(starts, total=len(starts), desc=desc):
+        cells = slice(start, min(start + batch_size, n_cells))
+        block = matrix[cells]
+        block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        yield cells, block.astype(np.float32, copy=False)
+
+
+def per_component(likelihood: Likelihood, fn: Callable, block, params: dict) -> jnp.ndarray:
+    """``fn(block, component_params)`` for every component, stacked last: ``(B, G, K)``."""
+    axes = component_axes(likelihood.scopes(), params)
+    component_params = {name: params[name] for name in axes}
+    return jax.vmap(lambda p: fn(block, p), in_axes=(axes,), out_axes=-1)(component_params)
+
+
+def responsibilities(likelihood: Likelihood, block, params: dict,
+                     log_prob: jnp.ndarray | None = None) -> jnp.ndarray:
+    """``P(k | x_c)`` of each cell of ``block``, ``(B, K)``."""
+    if log_prob is None:
+        log_prob = per_component(likelihood, likelihood.log_prob, block, params)
+    scores = jnp.sum(log_prob, axis=1) + jnp.log(params["mixing_weights"])
+    return jax.nn.softmax(scores, axis=-1)
+
+
+def block_params(global_params: dict, cell_params: dict, cells: slice) -> dict:
+    """Parameters of one block of cells (per-cell ones sliced after the draw axis)."""
+    return {**global_params, **{n: v[:, cells] for n, v in cell_params.items()}}
