@@ -63,12 +63,14 @@ def molecules_sample(key, x, r, p, nu=None, gate=None):
     """One draw of ``m | x``, ``(C, G)``."""
     p, q, technical = _rates(x, r, p, nu, gate)
     shape = jnp.broadcast_shapes(jnp.shape(x), jnp.shape(r), jnp.shape(q))
-    key_lost, key_gate, key_prior = jax.random.split(key, 3)
-    r_full = jnp.broadcast_to(r, shape)
-    lost = _nb_draw(key_lost, r_full + x, jnp.broadcast_to(q / (1.0 - q), shape))
-    captured = x + lost
+    key_nb, key_gate = jax.random.split(key)
+    lost_shape = jnp.broadcast_to(r + x, shape)
+    lost_odds = jnp.broadcast_to(q / (1.0 - q), shape)
     if technical is None:
-        return captured
+        return x + _nb_draw(key_nb, lost_shape, lost_odds)
+    # The molecules lost to capture and, for technical zeros, the prior draw: one
+    # Gamma-Poisson call for both (each sampler compiles to a loop of its own).
+    both = _nb_draw(key_nb, jnp.stack([lost_shape, jnp.broadcast_to(r, shape)]),
+                    jnp.stack([lost_odds, jnp.broadcast_to(p / (1.0 - p), shape)]))
     is_technical = jax.random.uniform(key_gate, shape) < technical
-    prior = _nb_draw(key_prior, r_full, jnp.broadcast_to(p / (1.0 - p), shape))
-    return jnp.where(is_technical, prior, captured)
+    return jnp.where(is_technical, both[1], x + both[0])

@@ -36,7 +36,7 @@ class BiologyMixin:
 
     def differential_expression(self, group_a, group_b=None, *, tau: float = math.log(1.5),
                                 target_pefp: float = 0.05,
-                                n_samples: int = de.DEFAULT_N_SAMPLES,
+                                n_samples: int | None = de.DEFAULT_N_SAMPLES,
                                 rng_key=None) -> pd.DataFrame:
         """Compositional DE of two components, or of this fit against another
         (``results_a.differential_expression(results_b)``); see

@@ -72,8 +72,15 @@ def _check_same_genes(a, b) -> None:
                          f"{genes_a[i]!r} in group_a but {genes_b[i]!r} in group_b")
 
 
-def _r_draws(results, component: int | None, n_samples: int, key) -> jnp.ndarray:
-    draws = pointwise.draws_for(results, n_samples, key)
+def _r_draws(results, component: int | None, n_samples: int | None, key) -> jnp.ndarray:
+    if n_samples is None:
+        draws = results.posterior_samples
+        if draws is None:
+            raise ValueError("n_samples=None uses the stored posterior samples, but "
+                             "these results hold none: call get_posterior_samples() or "
+                             "pass n_samples")
+    else:
+        draws = pointwise.draws_for(results, n_samples, key)
     if "r" not in draws:
         raise ValueError(f"differential_expression needs posterior draws of 'r' (the "
                          f"Dirichlet concentrations of expression proportions); "
@@ -113,7 +120,8 @@ def summarize(delta: np.ndarray, tau: float, target_pefp: float) -> tuple[dict, 
 
 
 def differential_expression(results, group_a, group_b=None, *, tau: float = DEFAULT_TAU,
-                            target_pefp: float = 0.05, n_samples: int = DEFAULT_N_SAMPLES,
+                            target_pefp: float = 0.05,
+                            n_samples: int | None = DEFAULT_N_SAMPLES,
                             rng_key=None) -> pd.DataFrame:
     """Compositional differential expression of group A against group B.
 
@@ -130,9 +138,10 @@ def differential_expression(results, group_a, group_b=None, *, tau: float = DEFA
         Practical-significance threshold on the CLR log-fold change.
     target_pefp : float, default 0.05
         Bound on the posterior expected false discovery proportion of the calls.
-    n_samples : int, default 1000
+    n_samples : int or None, default 1000
         Posterior draws per group (fresh, not stored; paired by index). Two components
-        of one fit share their draws.
+        of one fit share their draws. None: the stored ``posterior_samples`` (the first
+        ``S`` of each fit, ``S`` the smaller number).
     rng_key : jax PRNG key, optional
         Default ``PRNGKey(0)``.
 
@@ -156,7 +165,7 @@ def differential_expression(results, group_a, group_b=None, *, tau: float = DEFA
     if isinstance(target_pefp, bool) or not isinstance(
             target_pefp, int | float | np.floating) or not 0 < target_pefp < 1:
         raise ValueError(f"target_pefp must be a number in (0, 1), got {target_pefp!r}")
-    n_samples = pointwise.check_n_samples(n_samples, allow_none=False)
+    n_samples = pointwise.check_n_samples(n_samples)
     if group_b is None:
         if not (_is_results(group_a) or isinstance(group_a, tuple)):
             raise ValueError("group_b is missing: give two components (group_a, group_b) "
@@ -180,9 +189,11 @@ def differential_expression(results, group_a, group_b=None, *, tau: float = DEFA
     else:
         r_a = _r_draws(fit_a, k_a, n_samples, key_a)
         r_b = _r_draws(fit_b, k_b, n_samples, key_b)
+        n_pairs = min(r_a.shape[0], r_b.shape[0])
+        r_a, r_b = r_a[:n_pairs], r_b[:n_pairs]
     delta = np.asarray(clr_differences(key_gamma, r_a, r_b))
     columns, pefp = summarize(delta, float(tau), float(target_pefp))
     frame = pd.DataFrame(columns, index=pd.Index(fit_a._axes().coords[GENE], name="gene"))
     frame.attrs.update(tau=float(tau), target_pefp=float(target_pefp), pefp=pefp,
-                       group_a=label_a, group_b=label_b, n_samples=n_samples)
+                       group_a=label_a, group_b=label_b, n_samples=int(delta.shape[0]))
     return frame

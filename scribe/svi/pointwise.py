@@ -15,6 +15,7 @@ molecules), under the MAP or under posterior draws, on counts read in blocks of 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 
 import jax
@@ -64,7 +65,11 @@ def check_n_samples(n_samples, allow_none: bool = True) -> int | None:
 
 def prepared_counts(results, counts, layer: str | None = None):
     """Validated cells x genes counts (CSR or dense float32) matching the fit's shape."""
-    matrix, _ = prepare_counts(counts, layer=layer)
+    with warnings.catch_warnings():
+        # Genes with no counts were reported when the model was fitted.
+        warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ genes have zero counts",
+                                UserWarning)
+        matrix, _ = prepare_counts(counts, layer=layer)
     n_cells, n_genes = matrix.shape
     if n_genes != results.n_genes:
         raise ValueError(f"counts have {n_genes} genes but the model was fitted to "
