@@ -31,8 +31,8 @@ def _one_draw(likelihood, mixture: bool, block, params: dict, key) -> jnp.ndarra
     """``E[m | x]`` (``key`` None) or a draw of ``m | x`` under one draw, ``(B, G)``."""
     if not mixture:
         return likelihood.denoised(block, params, key)
-    log_prob = pointwise.per_component(likelihood, likelihood.log_prob, block, params)
-    weights = pointwise.responsibilities(likelihood, block, params, log_prob)   # (B, K)
+    params = dict(params)
+    weights = params.pop(pointwise.ASSIGNMENT)                                  # (B, K)
     if key is None:
         means = pointwise.per_component(
             likelihood, lambda x, p: likelihood.denoised(x, p, None), block, params)
@@ -122,6 +122,7 @@ def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | No
     draws = pointwise.draws_for(results, n_samples, key_draws)
     global_params, cell_params = pointwise.split_params(results, draws)
     mixture = bool(results.model_config.is_mixture)
+    weights = pointwise.assignment_weights(results, matrix, draws, batch_size)
     try:
         probe = jnp.zeros((1, results.n_genes), jnp.float32)
         jax.eval_shape(likelihood.denoised, probe,
@@ -135,7 +136,7 @@ def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | No
     out = []
     for index, (cells, block) in enumerate(pointwise.cell_blocks(matrix, batch_size,
                                                                   "denoising")):
-        params = pointwise.block_params(global_params, cell_params, cells)
+        params = pointwise.block_params(global_params, cell_params, cells, weights)
         if method == "mean":
             out.append(np.asarray(program(jnp.asarray(block), params)))
         else:

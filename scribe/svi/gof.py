@@ -36,21 +36,27 @@ _EPS = 1e-7
 
 
 def _cdf_bounds(likelihood, mixture: bool, block, params: dict):
-    """``F(x - 1)``, ``F(x)`` and ``log p(x)`` under one draw, each ``(B, G)``."""
+    """``F(x - 1)``, ``F(x)`` and ``log p(x)`` under one draw, each ``(B, G)``.
+
+    ``F(x - 1) = F(x) - p(x)``: one CDF evaluation per entry (the NB's is a regularised
+    incomplete beta, by far the dearest step).
+    """
     def bounds(x, p):
-        return (likelihood.cdf(x - 1.0, p), likelihood.cdf(x, p), likelihood.log_prob(x, p))
+        log_prob = likelihood.log_prob(x, p)
+        upper = likelihood.cdf(x, p)
+        return jnp.maximum(upper - jnp.exp(log_prob), 0.0), upper, log_prob
 
     if not mixture:
         return bounds(block, params)
+    params = dict(params)
+    weights = params.pop(pointwise.ASSIGNMENT)[:, None, :]                     # (B, 1, K)
     # (3, B, G, K): F(x - 1), F(x), log p(x) per component.
     lower, upper, log_prob = pointwise.per_component(
         likelihood, lambda x, p: jnp.stack(bounds(x, p)), block, params)
-    weights = pointwise.responsibilities(likelihood, block, params, log_prob)[:, None, :]
     return (jnp.sum(weights * lower, -1), jnp.sum(weights * upper, -1),
             logsumexp(log_prob, axis=-1, b=weights))
 
 
-@functools.cache
 def _block_program(likelihood, mixture: bool):
     """Jitted: residuals ``(B, G)`` and per-gene elpd ``(G,)`` of one block of cells."""
     def program(block, params, key):
@@ -82,9 +88,10 @@ def _residual_blocks(results, counts, n_samples, batch_size, rng_key, what: str)
     key_draws, key_uniform = jax.random.split(rng_key)
     draws = pointwise.draws_for(results, n_samples, key_draws)
     global_params, cell_params = pointwise.split_params(results, draws)
+    weights = pointwise.assignment_weights(results, matrix, draws, batch_size)
     program = _block_program(likelihood, bool(results.model_config.is_mixture))
     for index, (cells, block) in enumerate(pointwise.cell_blocks(matrix, batch_size, what)):
-        params = pointwise.block_params(global_params, cell_params, cells)
+        params = pointwise.block_params(global_params, cell_params, cells, weights)
         out = program(jnp.asarray(block), params, jax.random.fold_in(key_uniform, index))
         yield (cells, *(np.asarray(o) for o in out))
 

@@ -8,7 +8,7 @@ molecules), under the MAP or under posterior draws, on counts read in blocks of 
   draw, or fresh posterior draws, never stored on the results);
 * :func:`cell_blocks` yields dense ``(B, G)`` blocks of a sparse matrix, so memory is
   bounded by ``batch_size`` cells whatever the size of the data;
-* :func:`per_component` and :func:`responsibilities` apply a likelihood's elementwise
+* :func:`per_component` and :func:`assignment_weights` apply a likelihood's elementwise
   method per mixture component and weight components by each cell's assignment
   probabilities ``P(k | x_c) = softmax_k(sum_g log f(x_cg | theta_k) + log w_k)``.
 """
@@ -30,6 +30,8 @@ from scribe.progress import progress_blocks
 from scribe.svi.loglik import LogLikelihoodEvaluator
 
 DEFAULT_BATCH_SIZE = 512
+#: Key of the per-draw assignment probabilities among a block's parameters.
+ASSIGNMENT = "assignment"
 
 
 def likelihood_of(results, what: str) -> Likelihood:
@@ -117,15 +119,25 @@ def per_component(likelihood: Likelihood, fn: Callable, block, params: dict) -> 
     return jax.vmap(lambda p: fn(block, p), in_axes=(axes,), out_axes=-1)(component_params)
 
 
-def responsibilities(likelihood: Likelihood, block, params: dict,
-                     log_prob: jnp.ndarray | None = None) -> jnp.ndarray:
-    """``P(k | x_c)`` of each cell of ``block``, ``(B, K)``."""
-    if log_prob is None:
-        log_prob = per_component(likelihood, likelihood.log_prob, block, params)
-    scores = jnp.sum(log_prob, axis=1) + jnp.log(params["mixing_weights"])
-    return jax.nn.softmax(scores, axis=-1)
+def assignment_weights(results, matrix, draws: dict, batch_size: int) -> jnp.ndarray | None:
+    """``P(k | x_c)`` under each draw, ``(S, C, K)``; None for a model without components.
+
+    From the exact sparse per-cell log-likelihoods (:mod:`scribe.svi.loglik`, cost in
+    proportion to the non-zeros), so no dense log-probability is needed for them.
+    """
+    if not results.model_config.is_mixture:
+        return None
+    log_lik = results._evaluate(matrix, draws, return_by="cell", split=True, weights=None,
+                                weight_type=None, batch_size=batch_size, cells_axis=0,
+                                dtype=jnp.float32)
+    return jax.nn.softmax(log_lik, axis=-1)
 
 
-def block_params(global_params: dict, cell_params: dict, cells: slice) -> dict:
-    """Parameters of one block of cells (per-cell ones sliced after the draw axis)."""
-    return {**global_params, **{n: v[:, cells] for n, v in cell_params.items()}}
+def block_params(global_params: dict, cell_params: dict, cells: slice,
+                 weights: jnp.ndarray | None = None) -> dict:
+    """Parameters of one block of cells (per-cell ones sliced after the draw axis), with
+    the block's assignment probabilities as ``"assignment"`` ``(S, B, K)`` if given."""
+    params = {**global_params, **{n: v[:, cells] for n, v in cell_params.items()}}
+    if weights is not None:
+        params[ASSIGNMENT] = weights[:, cells]
+    return params
