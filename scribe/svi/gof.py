@@ -57,6 +57,7 @@ def _cdf_bounds(likelihood, mixture: bool, block, params: dict):
             logsumexp(log_prob, axis=-1, b=weights))
 
 
+@functools.cache
 def _block_program(likelihood, mixture: bool):
     """Jitted: residuals ``(B, G)`` and per-gene elpd ``(G,)`` of one block of cells."""
     def program(block, params, key):
