@@ -27,7 +27,7 @@ import pandas as pd
 from jax.scipy.special import logsumexp, ndtri
 from scipy import stats
 
-from scribe.parameterization import GENE
+from scribe.parameterization import CELL, GENE
 from scribe.svi import pointwise
 
 N_BINS = 1000
@@ -35,16 +35,40 @@ N_BINS = 1000
 _EPS = 1e-7
 
 
-def _cdf_bounds(likelihood, mixture: bool, block, params: dict):
+def _entry_params(likelihood, params: dict, rows, cols) -> dict:
+    """Parameters of the listed entries, each entry a "cell" with one "gene": gene
+    parameters ``(N, 1)``, cell parameters ``(N,)`` (the likelihood's shape contract)."""
+    scopes = likelihood.scopes()
+    out = {}
+    for name, value in params.items():
+        scope = scopes.get(name)
+        if scope == GENE and jnp.ndim(value) == 1:
+            out[name] = value[cols][:, None]
+        elif scope == CELL and jnp.ndim(value) == 1:
+            out[name] = value[rows]
+        else:
+            out[name] = value
+    return out
+
+
+def _cdf_bounds(likelihood, mixture: bool, block, entries, params: dict):
     """``F(x - 1)``, ``F(x)`` and ``log p(x)`` under one draw, each ``(B, G)``.
 
-    ``F(x - 1) = F(x) - p(x)``: one CDF evaluation per entry (the NB's is a regularised
-    incomplete beta, by far the dearest step).
+    A zero has ``F(0) = p(0)``; the CDF itself (for the NB a regularised incomplete beta,
+    by far the dearest step) is evaluated only on the non-zero ``entries``
+    ``(rows, cols, valid)``, and ``F(x - 1) = F(x) - p(x)``.
     """
+    rows, cols, valid = entries
+
     def bounds(x, p):
         log_prob = likelihood.log_prob(x, p)
-        upper = likelihood.cdf(x, p)
-        return jnp.maximum(upper - jnp.exp(log_prob), 0.0), upper, log_prob
+        mass = jnp.exp(log_prob)
+        listed = likelihood.cdf(x[rows, cols][:, None], _entry_params(likelihood, p, rows,
+                                                                       cols))[:, 0]
+        # Padding entries point past the block and are dropped.
+        upper = jnp.where(x == 0, mass, 0.0).at[jnp.where(valid, rows, x.shape[0]), cols] \
+            .set(listed, mode="drop")
+        return jnp.maximum(upper - mass, 0.0), upper, log_prob
 
     if not mixture:
         return bounds(block, params)
@@ -59,13 +83,13 @@ def _cdf_bounds(likelihood, mixture: bool, block, params: dict):
 
 @functools.cache
 def _block_program(likelihood, mixture: bool):
-    """Jitted: residuals ``(B, G)`` and per-gene elpd ``(G,)`` of one block of cells."""
-    def program(block, params, key):
+    """Jitted: residuals ``(B, G)``, ``u`` and per-gene elpd ``(G,)`` of one block."""
+    def program(block, entries, params, key):
         n_draws = next(iter(params.values())).shape[0]
 
         def add(carry, draw):
             lower, upper, log_lik = carry
-            low, up, ll = _cdf_bounds(likelihood, mixture, block, draw)
+            low, up, ll = _cdf_bounds(likelihood, mixture, block, entries, draw)
             return (lower + low, upper + up, jnp.logaddexp(log_lik, ll)), None
 
         zeros = jnp.zeros(block.shape, jnp.float32)
@@ -77,6 +101,16 @@ def _block_program(likelihood, mixture: bool):
         elpd = jnp.sum(log_lik - jnp.log(n_draws), axis=0)
         return residuals, u, elpd
     return jax.jit(program)
+
+
+def _entries(block: np.ndarray, capacity: int):
+    """Non-zero ``(rows, cols, valid)`` of a dense block, padded to ``capacity``."""
+    rows, cols = np.nonzero(block)
+    pad = capacity - rows.size
+    valid = np.r_[np.ones(rows.size, bool), np.zeros(pad, bool)]
+    return (jnp.asarray(np.r_[rows, np.zeros(pad, rows.dtype)], jnp.int32),
+            jnp.asarray(np.r_[cols, np.zeros(pad, cols.dtype)], jnp.int32),
+            jnp.asarray(valid))
 
 
 def _residual_blocks(results, counts, n_samples, batch_size, rng_key, what: str):
@@ -91,9 +125,11 @@ def _residual_blocks(results, counts, n_samples, batch_size, rng_key, what: str)
     global_params, cell_params = pointwise.split_params(results, draws)
     weights = pointwise.assignment_weights(results, matrix, draws, batch_size)
     program = _block_program(likelihood, bool(results.model_config.is_mixture))
+    capacity = pointwise.block_capacity(matrix, batch_size)
     for index, (cells, block) in enumerate(pointwise.cell_blocks(matrix, batch_size, what)):
         params = pointwise.block_params(global_params, cell_params, cells, weights)
-        out = program(jnp.asarray(block), params, jax.random.fold_in(key_uniform, index))
+        out = program(jnp.asarray(block), _entries(block, capacity), params,
+                      jax.random.fold_in(key_uniform, index))
         yield (cells, *(np.asarray(o) for o in out))
 
 

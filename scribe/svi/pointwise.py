@@ -112,6 +112,19 @@ def cell_blocks(matrix, batch_size: int, desc: str) -> Iterator[tuple[slice, np.
         yield cells, block.astype(np.float32, copy=False)
 
 
+def block_capacity(matrix, batch_size: int) -> int:
+    """Most non-zeros in any block of ``batch_size`` cells (at least 1): one buffer size
+    for every block, so the block program compiles once."""
+    n_cells = matrix.shape[0]
+    bounds = np.r_[np.arange(0, n_cells, batch_size), n_cells]
+    if sp.issparse(matrix):
+        per_block = np.diff(np.asarray(matrix.indptr)[bounds])
+    else:
+        per_cell = np.count_nonzero(np.asarray(matrix), axis=1)
+        per_block = np.add.reduceat(per_cell, bounds[:-1])
+    return max(int(per_block.max()), 1)
+
+
 def per_component(likelihood: Likelihood, fn: Callable, block, params: dict) -> jnp.ndarray:
     """``fn(block, component_params)`` for every component, stacked last: ``(B, G, K)``."""
     axes = component_axes(likelihood.scopes(), params)
