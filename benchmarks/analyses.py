@@ -48,6 +48,7 @@ METHODS = {
     "quantile_residuals": "results.quantile_residuals(counts, n_samples=S)",
     "goodness_of_fit_map": "results.goodness_of_fit(counts)",
     "goodness_of_fit": "results.goodness_of_fit(counts, n_samples=S)",
+    "goodness_of_fit_S10": "results.goodness_of_fit(counts, n_samples=10)",
     "compare": "scribe.compare({'a': results, 'b': results}, counts, n_samples=S)",
     "to_anndata": "results.to_anndata(anndata.AnnData(counts), layers=('denoised',))",
 }
