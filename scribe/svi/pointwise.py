@@ -65,13 +65,19 @@ def check_n_samples(n_samples, allow_none: bool = True) -> int | None:
     return int(n_samples)
 
 
-def prepared_counts(results, counts, layer: str | None = None):
-    """Validated cells x genes counts (CSR or dense float32) matching the fit's shape."""
+def read_counts(counts, layer: str | None = None):
+    """Validated cells x genes counts (CSR or dense float32), without the fit-time
+    warning about genes with no counts (reported when the model was fitted)."""
     with warnings.catch_warnings():
-        # Genes with no counts were reported when the model was fitted.
         warnings.filterwarnings("ignore", "[0-9]+ of [0-9]+ genes have zero counts",
                                 UserWarning)
         matrix, _ = prepare_counts(counts, layer=layer)
+    return matrix
+
+
+def prepared_counts(results, counts, layer: str | None = None):
+    """Validated cells x genes counts (CSR or dense float32) matching the fit's shape."""
+    matrix = read_counts(counts, layer)
     n_cells, n_genes = matrix.shape
     if n_genes != results.n_genes:
         raise ValueError(f"counts have {n_genes} genes but the model was fitted to "

@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scribe.data import prepare_counts
 from scribe.parameterization import CELL, GENE
 from scribe.svi import denoise, gof, pointwise
 
@@ -318,7 +317,7 @@ def to_anndata(results, adata=None, *, prefix: str = "scribe_", inplace: bool = 
             raise TypeError(f"adata must be an AnnData or None, got {type(adata).__name__}")
         _check_cells(results, adata)
         positions = _gene_positions(results, adata)
-        counts, _ = prepare_counts(adata, layer=layer)
+        counts = pointwise.read_counts(adata, layer)
         if positions.size != adata.n_vars or not np.array_equal(positions,
                                                                 np.arange(adata.n_vars)):
             counts = counts[:, positions]
