@@ -22,7 +22,8 @@ from scribe.svi import ScribeSVIResults
 C, G = 15, 4
 
 
-def test_plugin_likelihood_residuals_and_errors(plugins_installed):  # noqa: F811
+@pytest.mark.slow
+def test_plugin_likelihood_residuals(plugins_installed):  # noqa: F811
     params = {"p_alpha": jnp.asarray(3.0), "p_beta": jnp.asarray(4.0),
               "r_loc": jnp.zeros(G), "r_scale": jnp.full(G, 0.3),
               "gate_alpha": jnp.full(G, 2.0), "gate_beta": jnp.full(G, 5.0)}
@@ -45,6 +46,9 @@ def test_plugin_likelihood_residuals_and_errors(plugins_installed):  # noqa: F81
     with pytest.raises(ValueError, match="does not define the molecules"):
         results.denoise_counts(x)
 
+
+def test_whole_model_plugin_is_refused(plugins_installed):  # noqa: F811
+    x = np.ones((C, G))
     poisson = ScribeSVIResults(
         params={"rate_loc": jnp.zeros(G), "rate_scale": jnp.full(G, 0.1)},
         loss_history=jnp.zeros(2), n_cells=C, n_genes=G, model_type="poisson",

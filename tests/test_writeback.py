@@ -128,3 +128,17 @@ def test_refuses_mismatches(fitted):
         results.to_anndata(layers=("denoised",))
     with pytest.raises(TypeError, match="AnnData"):
         results.to_anndata(adata.X)
+
+
+def test_plain_model_writes_var_columns():
+    draws = canonical_draws("zinb", n_draws=30)
+    results = make_results("zinb", posterior_samples=draws, seed=2)
+    out = results.to_anndata()
+    estimate = results.get_map(use_mean=True, verbose=False)
+    for name in ("r", "gate"):
+        np.testing.assert_allclose(out.var[f"scribe_{name}"], estimate[name], rtol=1e-6)
+        np.testing.assert_allclose(out.var[f"scribe_{name}_sd"],
+                                   np.asarray(draws[name], np.float64).std(0, ddof=1),
+                                   rtol=1e-5)
+    assert out.uns["scribe_fit"]["map"]["p"] == pytest.approx(float(estimate["p"]))
+    assert "capture_anchored" not in out.uns["scribe_fit"] and not out.varm
