@@ -41,7 +41,7 @@ for name, fit in fits.items():
 
 # 3. Denoised counts.
 denoised = fits["nbvcp"].denoise_counts(adata)
-print(f"observed UMIs per cell (median) {np.median(adata.X.sum(axis=1)):.0f}; "
+print(f"observed UMIs per cell (median) {np.median(np.asarray(adata.X.sum(axis=1))):.0f}; "
       f"denoised molecules per cell (median) {np.median(denoised.sum(axis=1)):.0f}")
 
 # 4. Differential expression between the two components of the mixture.
