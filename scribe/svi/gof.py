@@ -10,7 +10,8 @@ Per gene, :func:`goodness_of_fit` reports the residuals' mean and variance, the
 Kolmogorov-Smirnov distance of ``u`` from Uniform(0, 1) (the same as that of the
 residuals from N(0, 1)), the pointwise elpd ``sum_c log p(x_cg)`` (MAP, or ``log`` of
 the mean over draws) and a flag: the KS test rejects at ``alpha / G`` (Bonferroni over
-genes, so a correct model flags no gene with probability about ``1 - alpha``). All of it
+genes, so a correct model flags no gene with probability about ``1 - alpha``; p-values
+from :func:`ks_p_values`). All of it
 is accumulated block by block: the KS distance from a histogram of ``u`` with
 ``N_BINS`` bins per gene, exact at the bin edges, so it is within ``1 / N_BINS`` of the
 exact distance.
@@ -54,21 +55,27 @@ def _entry_params(likelihood, params: dict, rows, cols) -> dict:
 def _cdf_bounds(likelihood, mixture: bool, block, entries, params: dict):
     """``F(x - 1)``, ``F(x)`` and ``log p(x)`` under one draw, each ``(B, G)``.
 
-    A zero has ``F(0) = p(0)``; the CDF itself (for the NB a regularised incomplete beta,
-    by far the dearest step) is evaluated only on the non-zero ``entries``
-    ``(rows, cols, valid)``, and ``F(x - 1) = F(x) - p(x)``.
+    A zero has ``F(0) = p(0)``, evaluated at the parameters' shape; the law itself (for
+    the NB log-gammas and a regularised incomplete beta, the dear part) only on the
+    non-zero ``entries`` ``(rows, cols, valid)``; ``F(x - 1) = F(x) - p(x)``. The cost is
+    ``O(B G K)`` cheap arithmetic plus ``O(nnz K)`` evaluations of the law.
     """
     rows, cols, valid = entries
+    # Padding entries point past the block, and their writes are dropped.
+    target = (jnp.where(valid, rows, block.shape[0]), cols)
 
     def bounds(x, p):
-        log_prob = likelihood.log_prob(x, p)
-        mass = jnp.exp(log_prob)
-        listed = likelihood.cdf(x[rows, cols][:, None], _entry_params(likelihood, p, rows,
-                                                                       cols))[:, 0]
-        # Padding entries point past the block and are dropped.
-        upper = jnp.where(x == 0, mass, 0.0).at[jnp.where(valid, rows, x.shape[0]), cols] \
-            .set(listed, mode="drop")
-        return jnp.maximum(upper - mass, 0.0), upper, log_prob
+        # Zeros: log p(0) at the parameters' shape (no count-dependent term to evaluate
+        # per entry); the non-zero entries, each a "cell" with one "gene", apart.
+        log_zero = jnp.broadcast_to(likelihood.log_prob(jnp.zeros((1, 1), x.dtype), p),
+                                    x.shape)
+        listed = x[rows, cols][:, None]
+        listed_params = _entry_params(likelihood, p, rows, cols)
+        log_listed = likelihood.log_prob(listed, listed_params)[:, 0]
+        cdf_listed = likelihood.cdf(listed, listed_params)[:, 0]
+        log_prob = log_zero.at[target].set(log_listed, mode="drop")
+        upper = jnp.exp(log_zero).at[target].set(cdf_listed, mode="drop")
+        return jnp.maximum(upper - jnp.exp(log_prob), 0.0), upper, log_prob
 
     if not mixture:
         return bounds(block, params)
@@ -172,6 +179,17 @@ def ks_from_histogram(histogram: np.ndarray) -> np.ndarray:
     return np.max(np.abs(ecdf - edges), axis=1)
 
 
+def ks_p_values(distance: np.ndarray, n: int) -> np.ndarray:
+    """P-values of KS distances from ``n`` draws: exact (``scipy.stats.kstwo``) up to
+    ``n = 200``; above, Kolmogorov's limit with Stephens' correction,
+    ``P(K > D (sqrt(n) + 0.12 + 0.11 / sqrt(n)))``, within 4 % of the exact p-value (the
+    exact one costs seconds per thousand genes at n = 2,000 and minutes at 20,000)."""
+    if n <= 200:
+        return stats.kstwo.sf(distance, n)
+    root = np.sqrt(n)
+    return stats.kstwobign.sf(distance * (root + 0.12 + 0.11 / root))
+
+
 def goodness_of_fit(results, counts, *, n_samples: int | None = None,
                     batch_size: int | None = None, rng_key=None,
                     alpha: float = 0.05) -> pd.DataFrame:
@@ -211,7 +229,7 @@ def goodness_of_fit(results, counts, *, n_samples: int | None = None,
     mean = total / n_cells
     variance = (squares - n_cells * mean**2) / max(n_cells - 1, 1)
     ks = ks_from_histogram(histogram.reshape(n_genes, N_BINS))
-    p_values = stats.kstwo.sf(ks, n_cells)
+    p_values = ks_p_values(ks, n_cells)
     flagged = p_values < alpha / n_genes
     frame = pd.DataFrame({"rqr_mean": mean, "rqr_var": variance, "rqr_ks": ks,
                           "elpd": elpd, "flagged": flagged},

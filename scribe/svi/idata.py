@@ -138,17 +138,18 @@ def compare_loo(log_likelihoods: Mapping[str, np.ndarray], method: str = "stacki
         Per fit, the Pareto shape estimate of every cell ``(C,)``.
     """
     az = _arviz()
-    containers, pareto_k = {}, {}
+    estimates, pareto_k = {}, {}
     for name, values in log_likelihoods.items():
         values = np.asarray(values, np.float64)
-        containers[name] = az.from_dict(
+        container = az.from_dict(
             posterior={"draw_index": np.arange(values.shape[0])[None]},
             log_likelihood={"counts": values[None]})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # reported through pareto_k by the caller
-            loo = az.loo(containers[name], pointwise=True)
-        pareto_k[name] = np.asarray(loo.pareto_k)
+            # PSIS once per fit (one Pareto fit per cell); compare reuses the estimate.
+            estimates[name] = az.loo(container, pointwise=True)
+        pareto_k[name] = np.asarray(estimates[name].pareto_k)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = az.compare(containers, ic="loo", method=method)
+        table = az.compare(estimates, ic="loo", method=method)
     return table, pareto_k
