@@ -112,9 +112,10 @@ def compare(fits: Mapping, counts, *, n_samples: int = 100, batch_size: int | No
     first = next(iter(fits.values()))
     matrix = pointwise.prepared_counts(first, counts)
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+    for name, results in fits.items():
+        _check_counts(name, results, matrix)
     log_likelihoods = {}
     for index, (name, results) in enumerate(fits.items()):
-        _check_counts(name, results, matrix)
         draws = pointwise.draws_for(results, n_samples, jax.random.fold_in(key, index))
         log_likelihoods[name] = np.asarray(results._evaluate(
             matrix, draws, return_by="cell", split=False, weights=None, weight_type=None,
