@@ -153,6 +153,13 @@ def differential_expression(results, group_a, group_b=None, *, tau: float = DEFA
         ``df.attrs``: ``tau``, ``target_pefp``, ``pefp`` (achieved), ``group_a``,
         ``group_b`` (descriptions), ``n_samples``.
 
+    Notes
+    -----
+    With small concentrations (``r << 1``, sparse genes) a Dirichlet draw of a
+    proportion spans orders of magnitude, so ``P(|Delta| > tau)`` is near 1 while the
+    sign is undetermined (``lfsr`` near 0.5): read the calls together with ``lfsr``
+    (docs/analyses.md).
+
     Raises
     ------
     TypeError, ValueError
