@@ -70,8 +70,9 @@ def analyses_table(data: dict) -> str:
             lines.append(f"| {row['method']} | `{row['call']}` | {row['error']} | | "
                          f"{row['peak_rss_mb']:.0f} |")
             continue
+        second = "—" if row.get("second_s") is None else f"{row['second_s']:.2f}"
         lines.append(f"| {row['method']} | `{row['call']}` | {row['first_s']:.2f} | "
-                     f"{row['second_s']:.2f} | {row['peak_rss_mb']:.0f} |")
+                     f"{second} | {row['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 

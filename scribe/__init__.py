@@ -6,7 +6,8 @@ packages.
 """
 
 from scribe import distributions as _distributions  # noqa: F401  (registers KL divergences)
-from scribe import svi
+from scribe import svi, tl
+from scribe.compare import compare
 from scribe.config import ModelConfig
 from scribe.fitting import fit
 from scribe.guide_family import GuideFamily
@@ -21,6 +22,7 @@ from scribe.plugins import (
     reload_plugins,
 )
 from scribe.svi.io import load
+from scribe.svi.writeback import to_anndata
 
 __version__ = "0.1.0"
 
@@ -58,6 +60,7 @@ __all__ = [
     "available_guide_families",
     "available_model_types",
     "available_parameterizations",
+    "compare",
     "fit",
     "hookimpl",
     "info",
@@ -67,4 +70,6 @@ __all__ = [
     "reload_plugins",
     "report",
     "svi",
+    "tl",
+    "to_anndata",
 ]

@@ -227,9 +227,10 @@ class SparseCounts:
             "gene_totals": per_gene(values),
             "gene_log_factorial": per_gene(log_factorial),
             "gene_nonzero": per_gene(nonzero),
-            "large_values": jnp.where(large_valid, self.large_values[large_source], 0.0),
+            "large_values": jnp.where(large_valid, _gathered(self.large_values, large_source),
+                                      0.0),
             "large_cells": large_row,
-            "large_genes": jnp.where(large_valid, self.large_genes[large_source], 0),
+            "large_genes": jnp.where(large_valid, _gathered(self.large_genes, large_source), 0),
         }
         return SparseCounts(arrays, (index.shape[0], self.n_genes))
 
@@ -262,6 +263,14 @@ class SparseCounts:
             capacity = tuple(max(int(p[-1] - p[first]), 1) for p in pointers)
             remainder = self.take_cells(jnp.arange(first, n_cells, dtype=jnp.int32), capacity)
         return blocks, remainder
+
+
+def _gathered(array: jnp.ndarray, source: jnp.ndarray) -> jnp.ndarray:
+    """``array[source]``; zeros when ``array`` is empty (no count above LARGE_COUNT), where
+    a gather of a non-empty buffer would fail."""
+    if array.shape[0] == 0:
+        return jnp.zeros(source.shape, array.dtype)
+    return array[source]
 
 
 def _gather_rows(indptr: jnp.ndarray, index: jnp.ndarray, capacity: int):

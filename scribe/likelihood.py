@@ -21,6 +21,7 @@ after a mixture assignment), ``r`` and gene latents ``(G,)`` or ``(C, G)``, cell
 from __future__ import annotations
 
 import attrs
+import jax
 import jax.numpy as jnp
 from numpyro.distributions import Distribution
 
@@ -106,6 +107,34 @@ class Likelihood:
     def total_log_prob(self, counts: SparseCounts, params: dict) -> jnp.ndarray:
         """Log-likelihood of all counts, a scalar."""
         return jnp.sum(self.cell_log_prob(counts, params))
+
+    def cdf(self, counts: jnp.ndarray, params: dict) -> jnp.ndarray:
+        """Elementwise ``P(X <= x)``, shape ``(C, G)`` (goodness of fit).
+
+        The default sums ``exp(log_prob(k))`` for ``k = 0 .. x`` (cost grows with the
+        largest count); override it with a closed form when there is one. ``x < 0``
+        gives 0.
+        """
+        counts = jnp.asarray(counts)
+        top = jnp.max(counts).astype(jnp.int32)
+
+        def add(k, total):
+            at_k = jnp.exp(self.log_prob(jnp.full_like(counts, k), params))
+            return total + jnp.where(counts >= k, at_k, 0.0)
+
+        total = jax.lax.fori_loop(0, top + 1, add, jnp.zeros(counts.shape, counts.dtype))
+        return jnp.clip(total, 0.0, 1.0)
+
+    def denoised(self, counts: jnp.ndarray, params: dict, rng_key=None) -> jnp.ndarray:
+        """Molecules behind the counts: ``E[m | x]`` (``rng_key=None``) or a draw of
+        ``m | x``, elementwise ``(C, G)`` (``results.denoise_counts``).
+
+        Only a likelihood that models how counts arise from molecules can say this; the
+        default raises ``NotImplementedError``.
+        """
+        raise NotImplementedError(
+            f"likelihood '{self.name}' does not define the molecules behind a count "
+            f"(Likelihood.denoised)")
 
     def derived(self, params: dict) -> dict:
         """Extra canonical quantities reported with estimates (e.g. ``p_hat``)."""

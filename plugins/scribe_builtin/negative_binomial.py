@@ -14,6 +14,7 @@ from numpyro.distributions import NegativeBinomialProbs, ZeroInflatedDistributio
 import scribe
 from scribe.likelihood import CAPTURE, PROBABILITY, Latent
 
+from .nb_posterior import molecules_mean, molecules_sample, nb_cdf
 from .nb_sparse import NBSums
 
 
@@ -107,6 +108,23 @@ class NegativeBinomial(scribe.Likelihood):
     def total_log_prob(self, counts, params):
         sums = self._sums(counts, params)
         return super().total_log_prob(counts, params) if sums is None else sums.total()
+
+    def cdf(self, counts, params):
+        """``P(X <= x)``: ``g + (1 - g) F_NB(x)`` with a gate, 0 for ``x < 0``."""
+        value = nb_cdf(counts, params["r"], self.success_prob(params))
+        if not self.zero_inflated:
+            return value
+        gate = params["gate"]
+        return jnp.where(counts < 0, 0.0, gate + (1.0 - gate) * value)
+
+    def denoised(self, counts, params, rng_key=None):
+        """``E[m | x]`` or a draw of ``m | x`` (SPEC section 6; see :mod:`.nb_posterior`)."""
+        args = (counts, params["r"], params["p"],
+                params["p_capture"] if self.variable_capture else None,
+                params["gate"] if self.zero_inflated else None)
+        if rng_key is None:
+            return molecules_mean(*args)
+        return molecules_sample(rng_key, *args)
 
     def retained_fraction(self, params: dict) -> jnp.ndarray:
         """``sum_g (1 - gate_g) mu_g / sum_g mu_g``: the gate drops that share of molecules.

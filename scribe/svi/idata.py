@@ -142,3 +142,43 @@ def load(path: str | os.PathLike):
     groups = {name: node.to_dataset(inherit=False) for name, node in tree.children.items()}
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in tree.attrs.items()}
     return make_container(groups, attrs)
+
+
+# ---- model comparison -------------------------------------------------------------------------
+PARETO_K_THRESHOLD = 0.7
+
+
+def compare_loo(log_likelihoods: Mapping[str, np.ndarray], method: str = "stacking"):
+    """ArviZ's PSIS-LOO comparison of fits from their per-cell log-likelihoods.
+
+    Parameters
+    ----------
+    log_likelihoods : mapping of str to array (S, C)
+        ``log p(x_c | theta_s)`` of each fit, cells being the observations.
+    method : {"stacking", "BB-pseudo-BMA", "pseudo-BMA"}
+        How ArviZ weighs the models.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        ``arviz.compare``'s table (``rank``, ``elpd_loo``, ``p_loo``, ``elpd_diff``,
+        ``weight``, ``se``, ``dse``, ``warning``, ``scale``).
+    pareto_k : dict
+        Per fit, the Pareto shape estimate of every cell ``(C,)``.
+    """
+    az = _arviz()
+    estimates, pareto_k = {}, {}
+    for name, values in log_likelihoods.items():
+        values = np.asarray(values, np.float64)
+        container = az.from_dict(
+            posterior={"draw_index": np.arange(values.shape[0])[None]},
+            log_likelihood={"counts": values[None]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # reported through pareto_k by the caller
+            # PSIS once per fit (one Pareto fit per cell); compare reuses the estimate.
+            estimates[name] = az.loo(container, pointwise=True)
+        pareto_k[name] = np.asarray(estimates[name].pareto_k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.compare(estimates, ic="loo", method=method)
+    return table, pareto_k

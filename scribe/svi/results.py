@@ -17,6 +17,7 @@ from scribe.parameterization import CELL, COMPONENT, GENE
 from scribe.scipy_backend import to_scipy
 from scribe.svi import idata, layout, nested
 from scribe.svi.analyses import AnalysesMixin
+from scribe.svi.biology import BiologyMixin
 from scribe.svi.metadata import PRIORS_ATTR
 from scribe.svi.model_view import distribution_mode_and_mean
 from scribe.svi.run_record import RunRecordMixin
@@ -57,7 +58,7 @@ def _split_distribution(distribution):
     return build(())
 
 
-class ScribeSVIResults(AnalysesMixin, RunRecordMixin, ResultsStore):
+class ScribeSVIResults(AnalysesMixin, BiologyMixin, RunRecordMixin, ResultsStore):
     """Results of SCRIBE variational inference: variational parameters, loss history,
     dataset dimensions, model configuration, optional AnnData metadata and samples.
 
