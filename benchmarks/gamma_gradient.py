@@ -3,7 +3,7 @@
 Beta, BetaPrime and Dirichlet variational factors are sampled through Gamma draws. JAX's
 ``jax.random.gamma`` (a sequential rejection loop per element on CPU) and its implicit
 gradient (a series whose length grows with the concentration) cost microseconds per draw;
-``scribe.gamma`` (Philox bits, vectorised Marsaglia-Tsang, Temme-based implicit gradient)
+``scribe.gamma`` (XLA ThreeFry bits, vectorised Marsaglia-Tsang, Temme-based implicit gradient)
 is compared at the same sizes, with a LogNormal draw + gradient as the floor.
 
     python benchmarks/gamma_gradient.py --size 40000 --out benchmarks/results/gamma_gradient.json
