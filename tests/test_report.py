@@ -52,7 +52,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def test_report_is_self_contained_with_valid_images(made):
     document, _, _ = made
     images = IMAGE.findall(document)
-    assert len(images) == document.count("<img") == 3   # loss, library sizes, gene checks
+    assert len(images) == document.count("<img") == 4   # loss, library sizes, gene checks, residual QQ
     for encoded in images:
         width, height = _png_size(base64.b64decode(encoded))
         assert width > 100 and height > 100
@@ -161,7 +161,7 @@ def test_report_in_a_headless_browser(made, tmp_path):
     assert result["errors"] == []
     # Chromium logs page console messages as "CONSOLE(...)" lines.
     assert not [line for line in run.stderr.splitlines() if "CONSOLE" in line]
-    assert len(result["images"]) == 3
+    assert len(result["images"]) == 4
     for natural_w, natural_h, shown_w, shown_h, complete in result["images"]:
         assert complete and natural_w > 0 and natural_h > 0 and shown_w > 0 and shown_h > 0
     # The documented screenshot command (docs/cli.md) writes a non-empty PNG.
