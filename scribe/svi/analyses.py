@@ -25,6 +25,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 from scribe.counts import SparseCounts
+from scribe.counts_cache import COUNTS_CACHE
 from scribe.data import prepare_counts
 from scribe.parameterization import GENE
 from scribe.scipy_backend import to_scipy
@@ -54,9 +55,15 @@ class AnalysesMixin:
         return evaluator
 
     def _sparse_counts(self, counts, cells_axis: int, dtype, draws: dict) -> SparseCounts:
-        """Validate the user's counts and build their :class:`SparseCounts` once."""
-        matrix, _ = prepare_counts(counts, cells_axis=cells_axis)
-        n_cells, n_genes = matrix.shape
+        """Validate the user's counts and build their :class:`SparseCounts`, once per
+        counts object and content (:mod:`scribe.counts_cache`)."""
+
+        def build() -> SparseCounts:
+            matrix, _ = prepare_counts(counts, cells_axis=cells_axis)
+            return SparseCounts.from_matrix(matrix, dtype=np.dtype(dtype))
+
+        sparse = COUNTS_CACHE.get(counts, cells_axis, dtype, build)
+        n_cells, n_genes = sparse.shape
         if n_genes != self.n_genes:
             raise ValueError(f"counts have {n_genes} genes but the model was fitted to "
                              f"{self.n_genes} genes")
@@ -67,7 +74,7 @@ class AnalysesMixin:
             raise ValueError(f"counts have {n_cells} cells but the model has per-cell "
                              f"parameters ({', '.join(sorted(per_cell))}) for "
                              f"{self.n_cells} cells")
-        return SparseCounts.from_matrix(matrix, dtype=np.dtype(dtype))
+        return sparse
 
     def _require_mixture(self, method: str) -> None:
         if not self.model_config.is_mixture:
