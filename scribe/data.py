@@ -233,7 +233,7 @@ def prepare_counts(
         maximum = _max_count(matrix)
         _check_range(matrix, maximum)
         counts = np.array(matrix, dtype=_prepared_dtype(maximum))  # always a copy
-        expressed = np.any(counts > 0, axis=0)
+        expressed = counts.max(axis=0) > 0     # no (C, G) temporary
     n_zero = int(np.sum(~expressed))
     if n_zero:
         warnings.warn(

@@ -149,8 +149,9 @@ class AnalysesMixin:
         ----------
         counts : array, scipy sparse matrix or AnnData, shape (C, G) (``cells_axis=0``)
         batch_size : int, optional
-            Cells per block (memory bound); None: all cells at once. The result does not
-            depend on it.
+            Cells per block (memory bound); None: all cells at once, except that per-cell
+            sums over more than 4 M non-zeros run in blocks of about that many. The
+            result does not depend on it.
         return_by : {"cell", "gene"}
             Sum over genes (per cell) or over cells (per gene).
         cells_axis : {0, 1}

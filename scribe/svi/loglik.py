@@ -29,6 +29,10 @@ from scribe.svi.model_view import ModelView
 
 MULTIPLICATIVE, ADDITIVE = "multiplicative", "additive"
 
+#: With ``batch_size=None``, per-cell sums over more non-zeros than this run in blocks of
+#: about this many non-zeros (per-gene sums use the full matrix's histogram instead).
+AUTO_BLOCK_NONZEROS = 1 << 22
+
 
 class LogLikelihoodEvaluator:
     """Log-likelihoods of one fitted model's canonical parameters on count blocks.
@@ -171,8 +175,9 @@ class LogLikelihoodEvaluator:
         weights : (G,) array or None
         weight_type : {"multiplicative", "additive"} or None
         batch_size : int or None
-            Cells per block (None: one block of all cells, evaluated with the full
-            matrix's statistics). Blocks are gathered one at a time.
+            Cells per block. None: per gene, one block of all cells (the full matrix's
+            statistics); per cell, blocks of about :data:`AUTO_BLOCK_NONZEROS` non-zeros
+            (all cells at once when fewer). Blocks are gathered one at a time.
 
         Returns
         -------
@@ -182,6 +187,9 @@ class LogLikelihoodEvaluator:
         names = self.parameter_names(draws)
         params = {n: draws[n] for n in names}
         cell_names = frozenset(self.cell_names(params, leading=1))
+        if batch_size is None and by == "cell" and counts.nnz > AUTO_BLOCK_NONZEROS:
+            # Per-cell sums cost O(nnz) either way: blocks bound their temporaries.
+            batch_size = max(1, AUTO_BLOCK_NONZEROS * counts.n_cells // counts.nnz)
         if batch_size is None or batch_size >= counts.n_cells:
             plan = None   # the full matrix: histogram sums by gene
         else:
