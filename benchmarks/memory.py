@@ -141,20 +141,56 @@ def run(args, mode: str, model_type: str = "", batch_size: str = "none") -> dict
     return row
 
 
+def table(paths: list[str]) -> str:
+    """Markdown tables of fit rows (with the per-non-zero slope between sizes) and of
+    log-likelihood rows."""
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            report = json.load(f)
+        for row in report["rows"]:
+            rows.append({**row, "code": report["meta"]["code"]})
+    fits = [r for r in rows if r["mode"] == "fit" and "extra_bytes" in r]
+    lines = ["| model type | batch | size | non-zeros | peak − baseline | per non-zero | "
+             "slope between sizes |", "|---|---|---|---|---|---|---|"]
+    for key in sorted({(r["model_type"], r["batch_size"]) for r in fits}):
+        group = sorted((r for r in fits if (r["model_type"], r["batch_size"]) == key),
+                       key=lambda r: r["nnz"])
+        slope = ""
+        if len(group) >= 2:
+            a, b = group[0], group[-1]
+            per = (b["extra_bytes"] - a["extra_bytes"]) / (b["nnz"] - a["nnz"])
+            slope = (f"{a['extra_bytes'] / 1e9 - per * a['nnz'] / 1e9:.2f} GB + "
+                     f"{per:.1f} B/nnz")
+        for r in group:
+            lines.append(f"| `{key[0]}` | {key[1]} | {r['size']} | {r['nnz'] / 1e6:.0f} M | "
+                         f"{r['extra_bytes'] / 1e9:.2f} GB | {r['bytes_per_nnz']:.1f} B | "
+                         f"{slope if r is group[-1] else ''} |")
+    lines += ["", "| code | size | batch | first call | second call | first call's peak | "
+                  "second call's peak |", "|---|---|---|---|---|---|---|"]
+    for r in (r for r in rows if r["mode"] == "loglik" and "first_s" in r):
+        lines.append(f"| {r['code']} | {r['size']} | {r['batch_size']} | {r['first_s']:.1f} s"
+                     f" | {r['second_s']:.1f} s | {r['first_extra_peak_bytes'] / 1e9:.2f} GB"
+                     f" | {r['second_extra_peak_bytes'] / 1e9:.2f} GB |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["200000x2000"])
     parser.add_argument("--per-cell", type=int, default=100, help="non-zeros per cell")
-    parser.add_argument("--model-types", nargs="+",
+    parser.add_argument("--model-types", nargs="*",
                         default=["nbdm", "zinb", "nbvcp", "zinbvcp", "nbdm_mix",
                                  "zinbvcp_mix"])
-    parser.add_argument("--batch-sizes", nargs="+", default=["1024", "none"])
+    parser.add_argument("--batch-sizes", nargs="*", default=["1024", "none"])
     parser.add_argument("--loglik", nargs="*", default=["none", "4096"],
                         help="batch sizes of the log-likelihood rows (nbdm)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--code", default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--table", nargs="+", default=None,
+                        help="print markdown tables of these JSON files and exit")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--model-type", default="nbdm", help=argparse.SUPPRESS)
@@ -162,6 +198,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
+        return
+    if args.table:
+        print(table(args.table))
         return
     import jax
 

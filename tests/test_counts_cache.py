@@ -91,7 +91,7 @@ def test_uncacheable_objects_are_rebuilt():
     assert fingerprint(rows) is None
 
 
-def test_log_likelihood_reuses_and_sees_changes():
+def test_log_likelihood_reuses_and_sees_changes(monkeypatch):
     """Analyses on the same counts skip validation and rebuild; after an in-place change
     the values are those of the changed counts (checked against a fresh copy)."""
     from test_large_counts import _mixture_results  # tests/ is on sys.path (rootdir)
@@ -109,3 +109,7 @@ def test_log_likelihood_reuses_and_sees_changes():
     np.testing.assert_array_equal(changed, fresh)
     assert changed[0] != first[0] and np.array_equal(changed[1:], first[1:])
     np.testing.assert_array_equal(again, first)
+    # batch_size=None on a matrix above the auto-block size: blocks, the same values.
+    monkeypatch.setattr("scribe.svi.loglik.AUTO_BLOCK_NONZEROS", 10)
+    auto = np.asarray(results.log_likelihood_map(x, verbose=False))
+    np.testing.assert_allclose(auto, fresh, rtol=1e-6)
