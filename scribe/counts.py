@@ -25,9 +25,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse as sp
 from jax.scipy.special import gammaln
 from scipy.special import gammaln as np_gammaln
+
+from scribe.data import _canonical_csr
+from scribe.data import chunks as _chunks
 
 _ARRAYS = ("values", "cells", "genes", "cell_totals", "cell_log_factorial", "cell_nonzero",
            "gene_totals", "gene_log_factorial", "gene_nonzero", "indptr",
@@ -398,31 +400,6 @@ def _take(array: jnp.ndarray, source: jnp.ndarray, valid: jnp.ndarray) -> jnp.nd
     if array.shape[0] == 0:
         return jnp.zeros(source.shape, array.dtype)
     return jnp.where(valid, array[source], jnp.zeros((), array.dtype))
-
-
-def _chunks(n: int, size: int = 1 << 22):
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
-def _canonical_csr(matrix) -> sp.csr_matrix:
-    """CSR with sorted, unique indices and no stored zeros, of any numeric dtype.
-
-    The input's buffers when it already is one (they are only read); a copy otherwise.
-    """
-    if sp.issparse(matrix) and matrix.format == "csr":
-        shallow = sp.csr_matrix((matrix.data, matrix.indices, matrix.indptr),
-                                shape=matrix.shape, copy=False)
-        zeros = sum(int(np.count_nonzero(matrix.data[p] == 0))
-                    for p in _chunks(matrix.data.shape[0]))
-        if shallow.has_canonical_format and zeros == 0:
-            return shallow
-    if not sp.issparse(matrix):
-        matrix = np.asarray(matrix)
-    csr = sp.csr_matrix(matrix, copy=True)
-    csr.sum_duplicates()
-    csr.eliminate_zeros()
-    return csr
 
 
 def _exceedance_histogram(run_gene: np.ndarray, run_value: np.ndarray, counts: np.ndarray,

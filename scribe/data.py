@@ -147,12 +147,14 @@ def _shares(csr: sp.csr_matrix, data: np.ndarray | None = None) -> sp.csr_matrix
 def _canonical_csr(matrix) -> sp.csr_matrix:
     """Cells-as-rows CSR with sorted unique indices and no stored zeros; shares the
     caller's buffers when the input already is one, never writes to them."""
-    if matrix.format == "csr":
+    if sp.issparse(matrix) and matrix.format == "csr":
         shallow = _shares(matrix)    # scipy caches format flags on the object it checks
         zeros = sum(int(np.count_nonzero(matrix.data[p] == 0))
                     for p in chunks(matrix.data.shape[0]))
         if shallow.has_canonical_format and zeros == 0:
             return shallow
+    if not sp.issparse(matrix):
+        matrix = np.asarray(matrix)
     csr = sp.csr_matrix(matrix, copy=True)
     csr.sum_duplicates()
     csr.eliminate_zeros()
