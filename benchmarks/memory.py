@@ -149,7 +149,7 @@ def table(paths: list[str]) -> str:
         with open(path) as f:
             report = json.load(f)
         for row in report["rows"]:
-            rows.append({**row, "code": report["meta"]["code"]})
+            rows.append({**row, "code": report["meta"].get("label", report["meta"]["code"])})
     fits = [r for r in rows if r["mode"] == "fit" and "extra_bytes" in r]
     lines = ["| model type | batch | size | non-zeros | peak − baseline | per non-zero | "
              "slope between sizes |", "|---|---|---|---|---|---|---|"]
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--code", default=None)
+    parser.add_argument("--label", default=None, help="name of the code in the tables")
     parser.add_argument("--out", default=None)
     parser.add_argument("--table", nargs="+", default=None,
                         help="print markdown tables of these JSON files and exit")
@@ -206,6 +207,7 @@ def main() -> None:
 
     meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
             "jax": jax.__version__, "code": args.code or "this checkout",
+            "label": args.label or ("after" if not args.code else "before"),
             "steps": args.steps, "draws": args.draws, "per_cell": args.per_cell}
     report = {"meta": meta, "rows": []}
     for size in args.sizes:
