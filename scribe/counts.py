@@ -170,12 +170,14 @@ class SparseCounts:
                 unique // (LARGE_COUNT + 1), unique % (LARGE_COUNT + 1), pairs[unique],
                 dtype).items()},
         }
-        # One device copy at a time; the only full-size host temporary is the cell index.
-        arrays["values"] = jnp.asarray(csr.data.astype(dtype, copy=False))
-        arrays["genes"] = jnp.asarray(csr.indices.astype(np.int32, copy=False))
+        # One device copy at a time. The cell index is the only full-size host temporary:
+        # it goes first and is released before the caller's values and genes are copied,
+        # so it never coexists with more than its own device copy.
         cells = np.repeat(np.arange(n_cells, dtype=np.int32), np.diff(indptr))
         arrays["cells"] = jnp.asarray(cells)
         del cells
+        arrays["values"] = jnp.asarray(csr.data.astype(dtype, copy=False))
+        arrays["genes"] = jnp.asarray(csr.indices.astype(np.int32, copy=False))
         return cls(arrays, (n_cells, n_genes))
 
     # ---- properties --------------------------------------------------------------------
