@@ -195,12 +195,15 @@ _DESCRIBE = {"nu": "nu", "1-nu": "1 - nu", "odds-": "(1 - nu)/nu", "odds+": "nu/
 
 @functools.lru_cache(maxsize=32)
 def _table(rule: tuple[str, str], log_sd: float, log_args: tuple[bool, ...]):
-    """Grid of ``log(median)`` and the family's arguments there (log of positive ones)."""
+    """Grid of ``log(median)`` and the family's arguments there (log of positive ones).
+
+    NumPy arrays: a JAX array made on a first call inside ``jit`` would be a tracer, and
+    the cache would hand it to later traces.
+    """
     grid = np.linspace(np.log(NU_MIN), np.log(NU_MAX), _GRID_SIZE)
     args = _args_for(rule, np.exp(grid), log_sd)
     stored = [np.log(a) if use_log else a for a, use_log in zip(args, log_args, strict=True)]
-    return (jnp.asarray(grid, jnp.float32),
-            tuple(jnp.asarray(s, jnp.float32) for s in stored))
+    return grid.astype(np.float32), tuple(np.asarray(s, np.float32) for s in stored)
 
 
 @attrs.frozen

@@ -6,9 +6,14 @@ the matrix is built:
 
 * per cell: total count ``X_c``, ``sum_g log x_cg!`` and the number of non-zeros;
 * per gene: total count, ``sum_c log x_cg!`` and the number of non-zero cells;
-* the exceedance histogram ``m_gj = #{c : x_cg > j}`` for ``j < max_c x_cg``, stored
-  flat (``L = sum_g max_c x_cg`` entries, at most the total count), which turns
-  ``sum_c [lgamma(x_cg + r_g) - lgamma(r_g)]`` into ``sum_j m_gj log(r_g + j)``.
+* the exceedance histogram ``m_gj = #{c : x_cg > j}`` for ``j < min(max_c x_cg, 16)``,
+  stored flat (at most ``16 G`` entries, whatever the largest count), which turns
+  ``sum_c [lgamma(min(x_cg, 16) + r_g) - lgamma(r_g)]`` into ``sum_j m_gj log(r_g + j)``;
+  the entries above 16 (rare) are listed apart and add ``lgamma(x + r) - lgamma(16 + r)``.
+
+Supported counts are integers in ``[0, 2**31 - 1]`` (:data:`scribe.data.MAX_COUNT`). Row
+pointers are int64 on the host and int32 on the device while the number of non-zeros fits
+(:func:`device_offsets`); positions inside a batch are always int32.
 
 A mini-batch (:meth:`SparseCounts.take_cells`) gathers its cells' non-zeros into a
 buffer of fixed capacity, padded with zero entries, so it compiles once; it has no
@@ -20,9 +25,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse as sp
 from jax.scipy.special import gammaln
 from scipy.special import gammaln as np_gammaln
+
+from scribe.data import _canonical_csr
+from scribe.data import chunks as _chunks
 
 _ARRAYS = ("values", "cells", "genes", "cell_totals", "cell_log_factorial", "cell_nonzero",
            "gene_totals", "gene_log_factorial", "gene_nonzero", "indptr",
@@ -43,22 +50,24 @@ class SparseCounts:
     Attributes
     ----------
     values : (N,) float32
-        Non-zero counts in cell-major order (zero only in padding entries).
+        Non-zero counts in cell-major order (zero only in padding entries); exact up to
+        ``2**24`` (the large entries below keep every count exactly).
     cells, genes : (N,) int32
         Row (cell) and column (gene) of each entry.
     cell_totals, cell_log_factorial, cell_nonzero : (C,) float32
         ``sum_g x_cg``, ``sum_g log x_cg!`` and ``#{g : x_cg > 0}``.
     gene_totals, gene_log_factorial, gene_nonzero : (G,) float32
         The same per gene.
-    indptr : (C + 1,) int32 or None
+    indptr : (C + 1,) int32 (int64 past 2**31 non-zeros, under x64) or None
         CSR row pointers (full matrices only; used to gather mini-batches).
     hist_genes : (L,) int32 or None
         Gene of each histogram entry ``(g, j)``.
     hist_shifts, hist_counts : (L,) float32 or None
         ``j`` and ``m_gj``.
-    large_values, large_cells, large_genes : (M,)
-        The entries with counts above :data:`LARGE_COUNT` (also among the entries above).
-    large_indptr : (C + 1,) int32 or None
+    large_values, large_cells, large_genes : (M,) int32
+        The entries with counts above :data:`LARGE_COUNT` (also among the entries above),
+        exact integers.
+    large_indptr : (C + 1,) int32 (or int64, as ``indptr``) or None
         Row pointers of the large entries (full matrices only).
     shape : tuple of int
         ``(C, G)``.
@@ -91,57 +100,84 @@ class SparseCounts:
     # ---- construction ------------------------------------------------------------------
     @classmethod
     def from_matrix(cls, matrix, dtype=np.float32) -> SparseCounts:
-        """Non-zeros and statistics of a cells x genes count matrix, in one pass.
+        """Non-zeros and statistics of a cells x genes count matrix, in one chunked pass.
 
         Parameters
         ----------
         matrix : scipy.sparse matrix/array or array-like, shape (C, G)
-            Validated counts (see :func:`scribe.data.prepare_counts`); not modified.
+            Validated counts (see :func:`scribe.data.prepare_counts`): integers in
+            ``[0, MAX_COUNT]``; not modified. A canonical CSR is read as it is.
         dtype : numpy dtype, default float32
             Of values and statistics (float64 for reference computations with x64).
+
+        Notes
+        -----
+        Memory: the device arrays (``values``, ``genes``, ``cells``: 12 bytes per non-zero
+        in float32) plus, while they are built, one host array of 4 bytes per non-zero
+        (the cell of each entry) and chunk-sized temporaries. Row pointers are int64 on
+        the host; see :func:`device_offsets` for the device.
         """
-        csr = _canonical_csr(matrix, dtype)
+        csr = _canonical_csr(matrix)
         n_cells, n_genes = csr.shape
-        values = csr.data
-        cells = np.repeat(np.arange(n_cells, dtype=np.int32), np.diff(csr.indptr))
-        genes = csr.indices.astype(np.int32, copy=False)
-        max_count = int(values.max()) if values.size else 0
-        # Statistics accumulated over chunks of entries, so that no float64 copy of all
-        # the entries is ever held (the per-entry log-factorials, the (gene, value) keys).
-        cell_lf, gene_lf = np.zeros(n_cells), np.zeros(n_genes)
-        pairs = _PairCounts(n_genes, max_count)
-        for start in range(0, values.size, _CHUNK):
-            part = slice(start, start + _CHUNK)
-            log_factorial = np_gammaln(values[part].astype(np.float64) + 1.0)
-            cell_lf += np.bincount(cells[part], log_factorial, minlength=n_cells)
-            gene_lf += np.bincount(genes[part], log_factorial, minlength=n_genes)
-            pairs.add(genes[part], values[part])
+        indptr = csr.indptr.astype(np.int64)
+        device_indptr = device_offsets(indptr)
+        n_entries = int(indptr[-1])
+        cell_totals, cell_lf = np.zeros(n_cells), np.zeros(n_cells)
+        gene_totals, gene_lf = np.zeros(n_genes), np.zeros(n_genes)
+        gene_nonzero = np.zeros(n_genes)
+        pairs = np.zeros(n_genes * (LARGE_COUNT + 1), np.int64)   # (gene, min(x, 16))
+        large = {"values": [], "cells": [], "genes": []}
+        # Statistics accumulated over chunks, so that no float64 copy of all the entries
+        # (log-factorials, keys of the exceedance table) is ever held.
+        for part in _chunks(n_entries):
+            values = csr.data[part].astype(np.float64)
+            genes = csr.indices[part]
+            cells = np.searchsorted(indptr, np.arange(part.start, part.stop),
+                                    side="right") - 1
+            log_factorial = np_gammaln(values + 1.0)
+            cell_totals += np.bincount(cells, values, minlength=n_cells)
+            cell_lf += np.bincount(cells, log_factorial, minlength=n_cells)
+            gene_totals += np.bincount(genes, values, minlength=n_genes)
+            gene_lf += np.bincount(genes, log_factorial, minlength=n_genes)
+            gene_nonzero += np.bincount(genes, minlength=n_genes)
+            short = np.minimum(values, LARGE_COUNT).astype(np.int64)
+            pairs += np.bincount(genes.astype(np.int64) * (LARGE_COUNT + 1) + short,
+                                 minlength=pairs.size)
+            is_large = values > LARGE_COUNT
+            large["values"].append(values[is_large].astype(np.int32))
+            large["cells"].append(cells[is_large].astype(np.int32))
+            large["genes"].append(genes[is_large].astype(np.int32))
+        large = {k: np.concatenate(v) if v else np.zeros(0, np.int32) for k, v in large.items()}
 
-        def per(index, weights, size):
-            return jnp.asarray(np.bincount(index, weights=weights, minlength=size).astype(dtype))
+        def device(array):
+            return jnp.asarray(np.asarray(array).astype(dtype))
 
-        large = values > LARGE_COUNT
+        unique = np.flatnonzero(pairs)
         arrays = {
-            "cell_totals": per(cells, values, n_cells),
-            "cell_log_factorial": jnp.asarray(cell_lf.astype(dtype)),
-            "cell_nonzero": jnp.asarray(np.diff(csr.indptr).astype(dtype)),
-            "gene_totals": per(genes, values, n_genes),
-            "gene_log_factorial": jnp.asarray(gene_lf.astype(dtype)),
-            "gene_nonzero": per(genes, None, n_genes),
-            "indptr": jnp.asarray(csr.indptr.astype(np.int32)),
-            "large_values": jnp.asarray(values[large]),
-            "large_cells": jnp.asarray(cells[large]),
-            "large_genes": jnp.asarray(genes[large]),
-            "large_indptr": jnp.asarray(np.r_[0, np.cumsum(np.bincount(
-                cells[large], minlength=n_cells))].astype(np.int32)),
-            **{k: jnp.asarray(v) for k, v in pairs.histogram(dtype).items()},
+            "cell_totals": device(cell_totals),
+            "cell_log_factorial": device(cell_lf),
+            "cell_nonzero": device(np.diff(indptr)),
+            "gene_totals": device(gene_totals),
+            "gene_log_factorial": device(gene_lf),
+            "gene_nonzero": device(gene_nonzero),
+            "indptr": device_indptr,
+            "large_values": jnp.asarray(large["values"]),
+            "large_cells": jnp.asarray(large["cells"]),
+            "large_genes": jnp.asarray(large["genes"]),
+            "large_indptr": device_offsets(np.r_[0, np.cumsum(np.bincount(
+                large["cells"], minlength=n_cells))]),
+            **{k: jnp.asarray(v) for k, v in _exceedance_histogram(
+                unique // (LARGE_COUNT + 1), unique % (LARGE_COUNT + 1), pairs[unique],
+                dtype).items()},
         }
-        del large
-        # One device copy at a time: the host arrays are released as they are converted.
-        arrays["values"] = jnp.asarray(values)
-        arrays["genes"] = jnp.asarray(genes)
-        del genes
+        # One device copy at a time. The cell index is the only full-size host temporary:
+        # it goes first and is released before the caller's values and genes are copied,
+        # so it never coexists with more than its own device copy.
+        cells = np.repeat(np.arange(n_cells, dtype=np.int32), np.diff(indptr))
         arrays["cells"] = jnp.asarray(cells)
+        del cells
+        arrays["values"] = jnp.asarray(csr.data.astype(dtype, copy=False))
+        arrays["genes"] = jnp.asarray(csr.indices.astype(np.int32, copy=False))
         return cls(arrays, (n_cells, n_genes))
 
     # ---- properties --------------------------------------------------------------------
@@ -178,6 +214,13 @@ class SparseCounts:
         return jnp.zeros(self.shape, self.values.dtype).at[self.cells, self.genes].add(self.values)
 
     # ---- mini-batches ------------------------------------------------------------------
+    def host_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row pointers of all entries and of the large ones, int64 on the host."""
+        if self.indptr is None:
+            raise ValueError("row pointers exist only for a full matrix (not a batch)")
+        return (np.asarray(self.indptr).astype(np.int64),
+                np.asarray(self.large_indptr).astype(np.int64))
+
     def with_batch_size(self, batch_size: int | None) -> SparseCounts:
         """A copy that reserves room for ``batch_size`` cells in :meth:`take_cells`.
 
@@ -187,8 +230,7 @@ class SparseCounts:
         if batch_size is None:
             return self._replace(batch_capacity=None)
         return self._replace(batch_capacity=tuple(
-            max(int(np.sort(np.diff(np.asarray(pointers)))[::-1][: int(batch_size)].sum()), 1)
-            for pointers in (self.indptr, self.large_indptr)))
+            batch_capacity(pointers, int(batch_size)) for pointers in self.host_offsets()))
 
     def take_cells(self, index: jnp.ndarray,
                    capacity: tuple[int, int] | None = None) -> SparseCounts:
@@ -208,35 +250,45 @@ class SparseCounts:
         if capacity is None:
             raise ValueError("no batch capacity: call with_batch_size() first")
         index = jnp.asarray(index, jnp.int32)
-        row, source, valid = _gather_rows(self.indptr, index, capacity[0])
-        values = jnp.where(valid, self.values[source], 0.0)
-        genes = jnp.where(valid, self.genes[source], 0)
+        row, source, valid = gather_rows(self.indptr, index, capacity[0])
+        values = _take(self.values, source, valid)
+        genes = _take(self.genes, source, valid)
         log_factorial = jnp.where(valid, gammaln(values + 1.0), 0.0)
         nonzero = (values > 0).astype(values.dtype)
-        large_row, large_source, large_valid = _gather_rows(self.large_indptr, index,
-                                                            capacity[1])
+        large_row, large_source, large_valid = gather_rows(self.large_indptr, index,
+                                                           capacity[1])
 
         def per_gene(weights):
             return jax.ops.segment_sum(weights, genes, num_segments=self.n_genes)
 
         arrays = {
-            "values": values, "cells": row, "genes": genes.astype(jnp.int32),
+            "values": values, "cells": row, "genes": genes,
             "cell_totals": self.cell_totals[index],
             "cell_log_factorial": self.cell_log_factorial[index],
             "cell_nonzero": self.cell_nonzero[index],
             "gene_totals": per_gene(values),
             "gene_log_factorial": per_gene(log_factorial),
             "gene_nonzero": per_gene(nonzero),
-            "large_values": jnp.where(large_valid, _gathered(self.large_values, large_source),
-                                      0.0),
+            "large_values": _take(self.large_values, large_source, large_valid),
             "large_cells": large_row,
-            "large_genes": jnp.where(large_valid, _gathered(self.large_genes, large_source), 0),
+            "large_genes": _take(self.large_genes, large_source, large_valid),
         }
         return SparseCounts(arrays, (index.shape[0], self.n_genes))
 
+    def block_capacity(self, block_size: int) -> tuple[int, int]:
+        """Entries and large entries of the densest run of ``block_size`` consecutive
+        cells starting at a multiple of ``block_size`` (the last, shorter run included)."""
+        return tuple(block_capacity(p, int(block_size)) for p in self.host_offsets())
+
+    def take_block(self, first, size: int, capacity: tuple[int, int]) -> SparseCounts:
+        """Cells ``first .. first + size - 1`` (``first`` may be traced), see
+        :meth:`take_cells`."""
+        return self.take_cells(first + jnp.arange(size, dtype=jnp.int32), capacity)
+
     def split_cells(self, block_size: int | None) -> tuple[SparseCounts | None,
                                                          SparseCounts | None]:
-        """Consecutive blocks of ``block_size`` cells, for ``jax.lax.map`` over blocks.
+        """Consecutive blocks of ``block_size`` cells, stacked (small matrices and tests;
+        :mod:`scribe.svi.loglik` gathers one block at a time with :meth:`take_block`).
 
         Returns
         -------
@@ -250,107 +302,116 @@ class SparseCounts:
         n_cells = self.n_cells
         block_size = n_cells if block_size is None else max(1, min(int(block_size), n_cells))
         n_blocks, n_left = divmod(n_cells, block_size)
-        indptr = np.asarray(self.indptr)
+        capacity = self.block_capacity(block_size)
         blocks = remainder = None
-        pointers = (indptr, np.asarray(self.large_indptr))
         if n_blocks:
-            capacity = tuple(max(int(np.max(np.diff(p[np.arange(n_blocks + 1) * block_size]))), 1)
-                             for p in pointers)
-            index = jnp.arange(n_blocks * block_size, dtype=jnp.int32).reshape(n_blocks, -1)
-            blocks = jax.vmap(lambda i: self.take_cells(i, capacity))(index)
+            starts = jnp.arange(n_blocks, dtype=jnp.int32) * block_size
+            blocks = jax.vmap(lambda s: self.take_block(s, block_size, capacity))(starts)
         if n_left:
-            first = n_blocks * block_size
-            capacity = tuple(max(int(p[-1] - p[first]), 1) for p in pointers)
-            remainder = self.take_cells(jnp.arange(first, n_cells, dtype=jnp.int32), capacity)
+            remainder = self.take_block(n_blocks * block_size, n_left, capacity)
         return blocks, remainder
 
 
-def _gathered(array: jnp.ndarray, source: jnp.ndarray) -> jnp.ndarray:
-    """``array[source]``; zeros when ``array`` is empty (no count above LARGE_COUNT), where
-    a gather of a non-empty buffer would fail."""
-    if array.shape[0] == 0:
-        return jnp.zeros(source.shape, array.dtype)
-    return array[source]
+# ---- offsets -----------------------------------------------------------------------------
+
+#: Largest offset (count of entries) an int32 holds.
+INT32_MAX = 2**31 - 1
 
 
-def _gather_rows(indptr: jnp.ndarray, index: jnp.ndarray, capacity: int):
-    """Positions in a buffer of ``capacity`` for the entries of rows ``index`` of a CSR
-    layout: batch row ``(capacity,)``, source entry ``(capacity,)``, valid mask."""
+def device_offsets(indptr: np.ndarray) -> jnp.ndarray:
+    """Row pointers for the device: int32 when every offset fits, int64 otherwise.
+
+    JAX computes in 32 bits unless ``jax_enable_x64`` is set, and an int32 offset past
+    ``2**31 - 1`` would wrap silently, so a matrix with more non-zeros needs x64 and is
+    refused without it. Only the base offsets of rows are 64-bit: positions within a
+    batch are int32 (:func:`gather_rows`).
+    """
+    indptr = np.asarray(indptr, np.int64)
+    total = int(indptr[-1]) if indptr.size else 0
+    if total <= INT32_MAX:
+        return jnp.asarray(indptr.astype(np.int32))
+    if not jax.config.jax_enable_x64:
+        raise ValueError(
+            f"counts have {total:,} non-zeros, more than 2**31 - 1 = {INT32_MAX:,}: their "
+            f"offsets need 64-bit integers on the device; enable them with "
+            f"jax.config.update('jax_enable_x64', True) before fitting, or fit a subset "
+            f"of the cells")
+    return jnp.asarray(indptr, jnp.int64)
+
+
+def _check_capacity(capacity: int) -> int:
+    if capacity > INT32_MAX:
+        raise ValueError(f"a batch or block would hold {capacity:,} non-zeros, more than "
+                         f"2**31 - 1: use a smaller batch_size")
+    return max(int(capacity), 1)   # a buffer of at least one (padding) entry
+
+
+def batch_capacity(indptr: np.ndarray, batch_size: int) -> int:
+    """Entries of the ``batch_size`` rows with the most, ``indptr`` int64 ``(C + 1,)``."""
+    lengths = np.diff(np.asarray(indptr, np.int64))
+    top = np.partition(lengths, lengths.size - batch_size)[lengths.size - batch_size:] \
+        if batch_size < lengths.size else lengths
+    return _check_capacity(int(top.sum()))
+
+
+def block_capacity(indptr: np.ndarray, block_size: int) -> int:
+    """Entries of the densest block of ``block_size`` consecutive rows (blocks start at
+    multiples of ``block_size``; the last one may be shorter), ``indptr`` int64."""
+    indptr = np.asarray(indptr, np.int64)
+    bounds = np.r_[np.arange(0, indptr.size - 1, block_size), indptr.size - 1]
+    return _check_capacity(int(np.max(np.diff(indptr[bounds]))) if bounds.size > 1 else 0)
+
+
+def gather_rows(indptr: jnp.ndarray, index: jnp.ndarray, capacity: int):
+    """Where the entries of rows ``index`` of a CSR layout go in a buffer of ``capacity``.
+
+    Parameters
+    ----------
+    indptr : (R + 1,) int32 or int64
+        Row pointers (int64 only when offsets pass ``2**31 - 1``, under x64).
+    index : (B,) int32
+    capacity : int
+        Buffer length, ``< 2**31``.
+
+    Returns
+    -------
+    row : (capacity,) int32
+        Batch row of each position (the last row for padding).
+    source : (capacity,) indptr's dtype
+        Entry read at each position (0 for padding): the row's 64-bit base offset plus an
+        int32 position within the batch.
+    valid : (capacity,) bool
+    """
     starts = indptr[index]
-    lengths = indptr[index + 1] - starts
-    ends = jnp.cumsum(lengths)
+    lengths = (indptr[index + 1] - starts).astype(jnp.int32)   # one row: < 2**31
+    ends = jnp.cumsum(lengths)              # within the batch: <= capacity < 2**31
     position = jnp.arange(capacity, dtype=jnp.int32)
     # Batch row of each position: count the row ends at or before it (a scatter and a
     # cumulative sum, cheaper than a binary search per position).
     row_ends = jnp.zeros(capacity + 1, jnp.int32).at[jnp.minimum(ends, capacity)].add(1)
     row = jnp.minimum(jnp.cumsum(row_ends)[:capacity], index.shape[0] - 1).astype(jnp.int32)
     valid = position < ends[-1]
-    source = jnp.where(valid, starts[row] + position - (ends[row] - lengths[row]), 0)
+    within = position - (ends[row] - lengths[row])
+    source = jnp.where(valid, starts[row] + within.astype(starts.dtype), 0)
     return row, source, valid
 
 
-#: Entries per chunk when statistics are accumulated.
-_CHUNK = 1 << 22
-
-
-def _canonical_csr(matrix, dtype) -> sp.csr_matrix:
-    """CSR of ``dtype`` with sorted, unique indices and no stored zeros.
-
-    The input itself when it already is one (it is only read, never modified); a copy
-    otherwise.
-    """
-    if (sp.issparse(matrix) and matrix.format == "csr" and matrix.dtype == dtype
-            and matrix.has_canonical_format and not np.any(matrix.data == 0)):
-        return matrix
-    if not sp.issparse(matrix):
-        matrix = np.asarray(matrix)
-    csr = sp.csr_matrix(matrix, dtype=dtype, copy=True)
-    csr.sum_duplicates()
-    csr.eliminate_zeros()
-    return csr
-
-
-class _PairCounts:
-    """Number of entries of each (gene, value) pair, accumulated chunk by chunk.
-
-    A dense ``G x (max + 1)`` count table when that is small; otherwise the distinct
-    pairs of each chunk are merged by ``np.unique``.
-    """
-
-    def __init__(self, n_genes: int, max_count: int):
-        self.width = max_count + 1
-        self.table = (np.zeros(n_genes * self.width, np.int64)
-                      if n_genes * self.width <= 1 << 26 else None)
-        self.keys, self.counts = [], []
-
-    def add(self, genes: np.ndarray, values: np.ndarray) -> None:
-        key = genes.astype(np.int64) * self.width + values.astype(np.int64)
-        if self.table is not None:
-            self.table += np.bincount(key, minlength=self.table.size)
-        else:
-            unique, counts = np.unique(key, return_counts=True)
-            self.keys.append(unique)
-            self.counts.append(counts)
-
-    def histogram(self, dtype) -> dict:
-        if self.table is not None:
-            unique = np.flatnonzero(self.table)
-            counts = self.table[unique]
-        elif self.keys:
-            keys, inverse = np.unique(np.concatenate(self.keys), return_inverse=True)
-            counts = np.bincount(inverse, np.concatenate(self.counts)).astype(np.int64)
-            unique = keys
-        else:
-            unique = counts = np.zeros(0, np.int64)
-        return _exceedance_histogram(unique // self.width, unique % self.width, counts, dtype)
+def _take(array: jnp.ndarray, source: jnp.ndarray, valid: jnp.ndarray) -> jnp.ndarray:
+    """``array[source]`` where valid, else 0; an empty ``array`` gives zeros (XLA cannot
+    gather a slice out of an empty operand)."""
+    if array.shape[0] == 0:
+        return jnp.zeros(source.shape, array.dtype)
+    return jnp.where(valid, array[source], jnp.zeros((), array.dtype))
 
 
 def _exceedance_histogram(run_gene: np.ndarray, run_value: np.ndarray, counts: np.ndarray,
                           dtype=np.float32) -> dict:
-    """Flat ``m_gj = #{c : x_cg > j}`` for every gene ``g`` and ``0 <= j < max_c x_cg``.
+    """Flat ``m_gj = #{c : x_cg > j}`` for every gene ``g`` and ``0 <= j < v_g``.
 
     Input: the distinct (gene, value) pairs sorted by gene then value, with their numbers
-    of entries. Between consecutive distinct values ``v_{i-1} <= j < v_i`` of a gene,
+    of entries; values above :data:`LARGE_COUNT` are given as ``LARGE_COUNT`` (so
+    ``v_g = min(max_c x_cg, LARGE_COUNT)`` and the table has at most ``16 G`` entries).
+    Between consecutive distinct values ``v_{i-1} <= j < v_i`` of a gene,
     ``m_gj`` is the number of its entries ``>= v_i``.
     """
     if run_gene.size == 0:

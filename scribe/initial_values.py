@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from scribe.anchoring import anchor_capture
+from scribe.data import chunks
 from scribe.likelihood import CAPTURE, PROBABILITY, Likelihood
 
 _P_RANGE = (0.02, 0.98)
@@ -26,29 +27,56 @@ _R_FLOOR = 1e-3
 UNANCHORED_MEDIAN_CAPTURE = 0.5
 
 
-def _column_mean(counts: sp.csr_matrix, power: int = 1) -> np.ndarray:
-    """``mean_c x_cg^power`` per gene, ``(G,)``, in float64 without copying the matrix."""
-    weights = counts.data.astype(np.float64) ** power
-    return np.bincount(counts.indices, weights, minlength=counts.shape[1]) / counts.shape[0]
+def _entry_cells(indptr: np.ndarray, part: slice) -> np.ndarray:
+    """Row of each stored entry in ``part`` (``indptr`` int64)."""
+    return np.searchsorted(indptr, np.arange(part.start, part.stop), side="right") - 1
 
 
-def _rows(counts: sp.csr_matrix, members: np.ndarray) -> sp.csr_matrix:
-    """The rows ``members`` (the matrix itself, not a copy, when that is all of them)."""
-    if members.size == counts.shape[0] and np.array_equal(members, np.arange(members.size)):
-        return counts
-    return counts[members]
+class _Moments:
+    """Per-group, per-gene sums of ``1[x > 0]``, ``x``, ``x^2``, ``x^3``, ``(K, G)`` each,
+    accumulated in float64 over chunks of non-zeros (no copy of the matrix)."""
+
+    def __init__(self, counts: sp.csr_matrix, labels: np.ndarray | None, n_groups: int):
+        n_cells, n_genes = counts.shape
+        labels = np.zeros(n_cells, np.int64) if labels is None else labels.astype(np.int64)
+        self.sizes = np.bincount(labels, minlength=n_groups).astype(np.float64)
+        sums = np.zeros((4, n_groups * n_genes))
+        indptr = counts.indptr.astype(np.int64)
+        for part in chunks(counts.nnz):
+            x = counts.data[part].astype(np.float64)
+            key = labels[_entry_cells(indptr, part)] * n_genes + counts.indices[part]
+            for power, weights in enumerate((None, x, x * x, x * x * x)):
+                sums[power] += np.bincount(key, weights, minlength=n_groups * n_genes)
+        self.sums = sums.reshape(4, n_groups, n_genes)
+
+    def group(self, k: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(n, nnz, s1, s2, s3)`` of group ``k``; all cells when the group is empty."""
+        if self.sizes[k] == 0:
+            return (float(self.sizes.sum()), *self.sums.sum(axis=1))
+        return (float(self.sizes[k]), *self.sums[:, k])
 
 
-def _ratio_estimates(counts: sp.csr_matrix, zero_inflated: bool) -> np.ndarray:
-    """Per-gene estimates of ``p`` for expressed, over-dispersed genes.
+def _library(counts: sp.csr_matrix) -> np.ndarray:
+    """UMI total per cell ``(C,)`` in float64, by chunks."""
+    indptr = counts.indptr.astype(np.int64)
+    library = np.zeros(counts.shape[0])
+    for part in chunks(counts.nnz):
+        library += np.bincount(_entry_cells(indptr, part), counts.data[part].astype(np.float64),
+                               minlength=counts.shape[0])
+    return library
+
+
+def _ratio_estimates(n: float, s1: np.ndarray, s2: np.ndarray, s3: np.ndarray,
+                     zero_inflated: bool) -> np.ndarray:
+    """Per-gene estimates of ``p`` for expressed, over-dispersed genes, from power sums.
 
     NB: ``var/mean = 1/(1-p)``. Zero inflation adds variance, so zero-inflated
     likelihoods use factorial moments ``F_k = E[x (x-1) ... (x-k+1)]`` instead: the gate
     scales every ``F_k`` alike, and ``F3/F2 - F2/F1 = p/(1-p)`` exactly.
     """
-    f1, m2 = _column_mean(counts), _column_mean(counts, 2)
+    f1, m2 = s1 / n, s2 / n
     if zero_inflated:
-        m3 = _column_mean(counts, 3)
+        m3 = s3 / n
         f2 = m2 - f1
         f3 = m3 - 3 * m2 + 2 * f1
         usable = (f1 > 0.05) & (f2 > 0)
@@ -66,8 +94,8 @@ def _pooled_p(estimates: list[np.ndarray]) -> float:
     return float(np.clip(p, *_P_RANGE))
 
 
-def _zero_excess(counts: sp.csr_matrix, nb_zero: np.ndarray) -> np.ndarray:
-    observed = 1.0 - counts.getnnz(axis=0) / counts.shape[0]
+def _zero_excess(n: float, nnz: np.ndarray, nb_zero: np.ndarray) -> np.ndarray:
+    observed = 1.0 - nnz / n
     return np.clip((observed - nb_zero) / np.maximum(1 - nb_zero, 1e-6), 0.01, 0.9)
 
 
@@ -75,18 +103,23 @@ def kmeans(points, k: int, seed: int, n_iter: int = 30) -> np.ndarray:
     """Cluster labels ``(N,)`` by Lloyd's algorithm with k-means++ seeding.
 
     ``points`` ``(N, D)`` may be dense or scipy sparse: distances only need ``|x|^2``
-    and the products ``x . centre``.
+    and the products ``x . centre``; centre sums are accumulated over chunks of
+    non-zeros, so a CSR is never copied (centres take its dtype).
     """
     points = sp.csr_matrix(points)
-    n_points = points.shape[0]
+    n_points, n_dims = points.shape
     rng = np.random.default_rng(seed)
-    sq_norms = np.asarray(points.multiply(points).sum(axis=1)).ravel()
+    indptr = points.indptr.astype(np.int64)
+    sq_norms = np.zeros(n_points)
+    for part in chunks(points.nnz):
+        x = points.data[part].astype(np.float64)
+        sq_norms += np.bincount(_entry_cells(indptr, part), x * x, minlength=n_points)
 
     def sq_distances(centres: np.ndarray) -> np.ndarray:
-        return (sq_norms[:, None] - 2 * (points @ centres.T)
-                + np.sum(centres**2, axis=1)[None, :])
+        products = points @ centres.T.astype(points.dtype)
+        return sq_norms[:, None] - 2 * products + np.sum(centres**2, axis=1)[None, :]
 
-    centres = points[[rng.integers(n_points)]].toarray()
+    centres = points[[rng.integers(n_points)]].toarray().astype(np.float64)
     for _ in range(1, k):
         dist = np.maximum(np.min(sq_distances(centres), axis=1), 0)
         prob = dist / dist.sum() if dist.sum() > 0 else None
@@ -97,13 +130,26 @@ def kmeans(points, k: int, seed: int, n_iter: int = 30) -> np.ndarray:
         if np.array_equal(new_labels, labels):
             break
         labels = new_labels
-        membership = sp.csr_matrix((np.ones(n_points), (labels, np.arange(n_points))),
-                                   shape=(k, n_points))
-        sizes = np.asarray(membership.sum(axis=1)).ravel()
-        sums = np.asarray((membership @ points).todense())
+        sizes = np.bincount(labels, minlength=k).astype(np.float64)
+        sums = np.zeros(k * n_dims)
+        for part in chunks(points.nnz):
+            key = labels[_entry_cells(indptr, part)] * n_dims + points.indices[part]
+            sums += np.bincount(key, points.data[part].astype(np.float64), minlength=sums.size)
+        sums = sums.reshape(k, n_dims)
         filled = sizes > 0  # an empty cluster keeps its centre
         centres[filled] = sums[filled] / sizes[filled, None]
     return labels
+
+
+def _log_normalised(counts: sp.csr_matrix, library: np.ndarray) -> sp.csr_matrix:
+    """``log1p(x_cg median(L) / L_c)`` in float32, sharing the indices of ``counts``."""
+    scale = np.median(library) / np.maximum(library, 1)
+    indptr = counts.indptr.astype(np.int64)
+    data = np.empty(counts.nnz, np.float32)
+    for part in chunks(counts.nnz):
+        data[part] = np.log1p(scale[_entry_cells(indptr, part)] * counts.data[part])
+    return sp.csr_matrix((data, counts.indices, counts.indptr), shape=counts.shape,
+                         copy=False)
 
 
 def initial_canonical(
@@ -131,21 +177,22 @@ def initial_canonical(
         ``p`` (``()`` or ``(K,)``), ``r`` (``(G,)`` or ``(K, G)``), each probability
         latent (like ``r``), each capture latent ``(C,)``, and ``mixing_weights`` ``(K,)``.
     """
-    counts = sp.csr_matrix(counts)  # no copy for CSR input; moments are taken in float64
+    # No copy for CSR input: moments are accumulated in float64 over chunks.
+    counts = counts if sp.isspmatrix_csr(counts) else sp.csr_matrix(counts)
     n_cells = counts.shape[0]
     kinds = {lat.name: lat.kind for lat in likelihood.latents}
     has_capture = CAPTURE in kinds.values()
-    library = np.asarray(counts.sum(axis=1)).ravel()
+    library = _library(counts)
 
     if n_components is None:
+        labels, n_groups = None, 1
         groups = [np.arange(n_cells)]
     else:
-        scale = np.median(library) / np.maximum(library, 1)
-        log_normalised = sp.diags(scale) @ counts
-        log_normalised.data = np.log1p(log_normalised.data)
-        labels = kmeans(log_normalised, n_components, seed)
+        labels, n_groups = kmeans(_log_normalised(counts, library), n_components, seed), \
+            n_components
         groups = [np.flatnonzero(labels == k) for k in range(n_components)]
         groups = [g if g.size else np.arange(n_cells) for g in groups]
+    moments = _Moments(counts, labels, n_groups)
 
     zero_inflated = PROBABILITY in kinds.values()
     if has_capture:
@@ -153,10 +200,10 @@ def initial_canonical(
             params = {"p": 0.5, "r": r, **{n: gate for n, k in kinds.items() if k == PROBABILITY}}
             return float(likelihood.retained_fraction(params))
 
-        guess = _capture_guess(counts, library, groups, zero_inflated, component_specific,
+        guess = _capture_guess(moments, library, groups, zero_inflated, component_specific,
                                mrna_per_cell, retained)
     else:
-        guess = _plain_guess(counts, groups, zero_inflated, component_specific)
+        guess = _plain_guess(moments, groups, zero_inflated, component_specific)
     if n_components is not None:
         sizes = np.array([len(g) for g in groups], dtype=float)
         weights = np.maximum(sizes / sizes.sum(), 0.01)
@@ -175,17 +222,19 @@ def _stack(values: list, mixture: bool) -> np.ndarray:
     return np.stack(values) if mixture else values[0]
 
 
-def _plain_guess(counts: sp.csr_matrix, groups: list[np.ndarray], zero_inflated: bool,
+def _plain_guess(moments: _Moments, groups: list[np.ndarray], zero_inflated: bool,
                  component_specific: bool) -> dict[str, np.ndarray]:
     """``p``, ``r`` and gates of models without capture, by moments within each group."""
     # Moments within groups: between-component differences would inflate the variance.
-    per_group = [_ratio_estimates(_rows(counts, members), zero_inflated) for members in groups]
+    stats = [moments.group(k) for k in range(len(groups))]
+    per_group = [_ratio_estimates(n, s1, s2, s3, zero_inflated)
+                 for n, _, s1, s2, s3 in stats]
     pooled_p = _pooled_p(per_group)
     ps, rs, gates = [], [], []
-    for members, estimates in zip(groups, per_group, strict=True):
+    for (n, nnz, s1, _, _), estimates in zip(stats, per_group, strict=True):
         p = _pooled_p([estimates]) if component_specific else pooled_p
-        r = np.maximum(_column_mean(_rows(counts, members)) * (1 - p) / p, _R_FLOOR)
-        gate = _zero_excess(_rows(counts, members), (1 - p) ** r)
+        r = np.maximum(s1 / n * (1 - p) / p, _R_FLOOR)
+        gate = _zero_excess(n, nnz, (1 - p) ** r)
         ps.append(p)
         rs.append(r / (1 - gate) if zero_inflated else r)
         gates.append(gate)
@@ -194,7 +243,8 @@ def _plain_guess(counts: sp.csr_matrix, groups: list[np.ndarray], zero_inflated:
     return {"p": p, "r": _stack(rs, mixture), "_gate": _stack(gates, mixture)}
 
 
-def _capture_scale(counts: sp.csr_matrix, library: np.ndarray, zero_inflated: bool) -> float:
+def _capture_scale(s1: np.ndarray, s2: np.ndarray, s3: np.ndarray, library: np.ndarray,
+                   zero_inflated: bool) -> float:
     """``kappa`` in ``odds(p_hat_c) = kappa L_c`` from moments pooled over all genes.
 
     Under capture, ``x_cg ~ NB(r_g, p_hat_c)`` with ``odds(p_hat_c) = nu_c odds(p)``, and
@@ -208,12 +258,10 @@ def _capture_scale(counts: sp.csr_matrix, library: np.ndarray, zero_inflated: bo
     kappa`` per gene, averaged with weights ``G_2`` and corrected to first order for the
     noise of ``L_c`` as a proxy of ``o_c`` (checked on simulations: within about 10%).
     """
+    g1, m2, m3 = s1, s2, s3      # gene sums of x, x^2, x^3
     s1, s2, s3 = (float(np.sum(library ** k)) for k in (1, 2, 3))
-    g1 = _column_mean(counts) * counts.shape[0]
-    m2 = _column_mean(counts, 2) * counts.shape[0]
     g2 = m2 - g1
     if zero_inflated:
-        m3 = _column_mean(counts, 3) * counts.shape[0]
         g3 = m3 - 3 * m2 + 2 * g1
         used = g2 > 0
         g1, g2, g3 = g1[used], g2[used], g3[used]
@@ -237,7 +285,7 @@ def _capture_scale(counts: sp.csr_matrix, library: np.ndarray, zero_inflated: bo
     return float(kappa)
 
 
-def _capture_guess(counts: sp.csr_matrix, library: np.ndarray, groups: list[np.ndarray],
+def _capture_guess(moments: _Moments, library: np.ndarray, groups: list[np.ndarray],
                    zero_inflated: bool, component_specific: bool,
                    mrna_per_cell: float | None, retained) -> dict[str, np.ndarray]:
     """``p``, ``r``, gates and capture of capture models.
@@ -249,20 +297,20 @@ def _capture_guess(counts: sp.csr_matrix, library: np.ndarray, groups: list[np.n
     median of ``o_c / nu_c``); without one, at :data:`UNANCHORED_MEDIAN_CAPTURE` for the
     median cell.
     """
-    n_cells = counts.shape[0]
+    n_cells = library.shape[0]
     library_pos = np.maximum(library, 1.0)
     odds_cell = np.empty(n_cells)
     rs, gates, group_odds_p = [], [], []
-    for members in groups:
-        block = _rows(counts, members)
-        kappa = _capture_scale(block, library_pos[members], zero_inflated)
+    for k, members in enumerate(groups):
+        n, nnz, s1, s2, s3 = moments.group(k)
+        kappa = _capture_scale(s1, s2, s3, library_pos[members], zero_inflated)
         odds_cell[members] = kappa * library_pos[members]
-        r = np.maximum(_column_mean(block) / (kappa * library_pos[members].mean()), _R_FLOOR)
+        r = np.maximum(s1 / n / (kappa * library_pos[members].mean()), _R_FLOOR)
         if zero_inflated:
             # NB zero probability averaged over the cells' p_hat (by quantiles of o_c).
             levels = np.quantile(odds_cell[members], np.linspace(0.01, 0.99, 50))
             nb_zero = np.mean((1 + levels[:, None]) ** -r[None, :], axis=0)
-            gate = _zero_excess(block, nb_zero)
+            gate = _zero_excess(n, nnz, nb_zero)
             r = r / (1 - gate)
         else:
             gate = np.zeros_like(r)

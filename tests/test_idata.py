@@ -316,8 +316,10 @@ def test_save_load_round_trip_of_a_fit(nbdm_fit, tmp_path):
         warnings.simplefilter("ignore", UserWarning)   # Pareto k of a 300-step fit
         np.testing.assert_allclose(az.loo(loaded.idata).elpd_loo, az.loo(res.idata).elpd_loo)
     sub = loaded[[4, 0]]
-    np.testing.assert_array_equal(np.asarray(sub.get_map()["r"]),
-                                  np.asarray(res.get_map()["r"])[[4, 0]])
+    # The mode of a 2-gene slice is computed on a shorter vector: XLA's vectorised exp
+    # may round it 1 ulp (1.2e-7 relative) apart from the same gene's in all 5.
+    np.testing.assert_allclose(np.asarray(sub.get_map()["r"]),
+                               np.asarray(res.get_map()["r"])[[4, 0]], rtol=2.5e-7)
     assert list(sub.var.index) == ["gene4", "gene0"]
     assert "log_likelihood" not in sub.idata.groups()   # a sum over all genes
     np.testing.assert_array_equal(sub.observed_counts.toarray(), counts[:, [4, 0]])

@@ -336,13 +336,24 @@ def test_prepare_counts_leaves_sparse_input_unchanged(fmt):
     assert (matrix != before).nnz == 0
 
 
-def test_prepared_sparse_counts_do_not_share_memory_with_input():
+def test_canonical_float32_csr_is_read_without_a_copy():
+    # Issue 13: a canonical float32 CSR is read as it is (no 8 bytes per non-zero copy),
+    # through a new object; the caller's matrix, buffers and cached flags stay untouched.
     matrix = sp.csr_matrix(COUNTS.astype(np.float32))
-    before = matrix.toarray()
+    snapshot = _sparse_snapshot(matrix)
     counts, _ = _prepare_quietly(matrix)
-    assert not np.shares_memory(counts.data, matrix.data)
-    counts.data[:] = 0
-    np.testing.assert_array_equal(matrix.toarray(), before)
+    assert counts is not matrix
+    assert np.shares_memory(counts.data, matrix.data)
+    np.testing.assert_array_equal(counts.toarray(), snapshot["dense"])
+    _assert_sparse_unchanged(matrix, snapshot)
+    # Not canonical (a stored zero) or another dtype: a converted copy.
+    with_zero = sp.csr_matrix((np.r_[matrix.data, np.float32(0)], np.r_[matrix.indices, 4],
+                               np.r_[matrix.indptr[:-1], matrix.nnz + 1]), shape=matrix.shape)
+    counts, _ = _prepare_quietly(with_zero)
+    assert not np.shares_memory(counts.data, with_zero.data) and counts.nnz == matrix.nnz
+    counts, _ = _prepare_quietly(matrix.astype(np.int64))
+    assert counts.dtype == np.float32
+    np.testing.assert_array_equal(counts.toarray(), snapshot["dense"])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])

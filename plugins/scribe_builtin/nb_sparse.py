@@ -8,8 +8,10 @@ zero inflation). Summing over cells, genes or both:
 * ``B`` has a closed form per cell and per gene (``r log(1 - p_hat)``; a per-gene
   constant for ``zinb``); only ``zinbvcp`` needs it per entry, a dense sum without
   ``lgamma``;
-* ``sum [lgamma(x + r) - lgamma(r)]`` over a gene's cells is ``sum_j m_gj log(r + j)``
-  (the exceedance histogram of :mod:`scribe.counts`), or a sum over non-zeros;
+* ``sum [lgamma(x + r) - lgamma(r)]`` over a gene's cells is ``sum_{j<16} m_gj log(r + j)``
+  (the capped exceedance histogram of :mod:`scribe.counts`) plus, for the rare counts
+  above 16, ``lgamma(x + r) - lgamma(16 + r)`` by Stirling's series; or a sum over
+  non-zeros;
 * ``log x!``, ``x log p`` and ``A`` need only cell/gene statistics, or the non-zeros
   when ``p_hat`` varies by cell.
 
@@ -114,7 +116,9 @@ class NBSums:
     def _large_excess(self):
         """``lgamma(x + r) - lgamma(16 + r)`` per large entry, ``(M,)`` (0 for padding)."""
         c = self.counts
-        excess = jnp.maximum(c.large_values - _TABLE, 0.0)
+        # Counts are exact int32; the excess is rounded to r's dtype only here (relative
+        # error 2**-24 in float32, the precision of the result anyway).
+        excess = jnp.maximum(c.large_values - _TABLE, 0).astype(self.r.dtype)
         return stirling_tail(self.r[c.large_genes] + _TABLE, excess)
 
     def _log_zero_dense(self):
@@ -200,8 +204,8 @@ class NBSums:
         else:
             baseline = c.n_cells * jnp.sum(self._log_zero_gene())
             correction = jnp.sum(c.gene_nonzero * self._gene_correction())
-        lgamma = (jnp.sum(self._lgamma_by_histogram()) if c.has_histogram
-                  else jnp.sum(self._lgamma_ratio()) + jnp.sum(self._large_excess()))
+        lgamma = ((jnp.sum(self._lgamma_by_histogram()) if c.has_histogram
+                   else jnp.sum(self._lgamma_ratio())) + jnp.sum(self._large_excess()))
         return (baseline + lgamma + correction + jnp.sum(c.cell_totals * self.log_p)
                 - jnp.sum(c.cell_log_factorial))
 
@@ -212,9 +216,11 @@ class NBSums:
     def _lgamma_by_gene(self):
         """``sum_c lgamma(x_cg + r_g) - lgamma(r_g)``, ``(G,)``."""
         c = self.counts
-        if c.has_histogram:
-            return jax.ops.segment_sum(self._lgamma_by_histogram(), c.hist_genes,
-                                       num_segments=c.n_genes, indices_are_sorted=True)
-        return (jax.ops.segment_sum(self._lgamma_ratio(), c.genes, num_segments=c.n_genes)
-                + jax.ops.segment_sum(self._large_excess(), c.large_genes,
-                                      num_segments=c.n_genes))
+        large = jax.ops.segment_sum(self._large_excess(), c.large_genes,
+                                    num_segments=c.n_genes)
+        if c.has_histogram:   # the table stops at 16: large counts add their excess
+            return large + jax.ops.segment_sum(self._lgamma_by_histogram(), c.hist_genes,
+                                               num_segments=c.n_genes,
+                                               indices_are_sorted=True)
+        return large + jax.ops.segment_sum(self._lgamma_ratio(), c.genes,
+                                           num_segments=c.n_genes)

@@ -25,6 +25,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 from scribe.counts import SparseCounts
+from scribe.counts_cache import COUNTS_CACHE
 from scribe.data import prepare_counts
 from scribe.parameterization import GENE
 from scribe.scipy_backend import to_scipy
@@ -62,9 +63,15 @@ class AnalysesMixin:
         return evaluator
 
     def _sparse_counts(self, counts, cells_axis: int, dtype, draws: dict) -> SparseCounts:
-        """Validate the user's counts and build their :class:`SparseCounts` once."""
-        matrix, _ = prepare_counts(counts, cells_axis=cells_axis, warn_zero_genes=False)
-        n_cells, n_genes = matrix.shape
+        """Validate the user's counts and build their :class:`SparseCounts`, once per
+        counts object and content (:mod:`scribe.counts_cache`)."""
+
+        def build() -> SparseCounts:
+            matrix, _ = prepare_counts(counts, cells_axis=cells_axis, warn_zero_genes=False)
+            return SparseCounts.from_matrix(matrix, dtype=np.dtype(dtype))
+
+        sparse = COUNTS_CACHE.get(counts, cells_axis, dtype, build)
+        n_cells, n_genes = sparse.shape
         if n_genes != self.n_genes:
             raise ValueError(f"counts have {n_genes} genes but the model was fitted to "
                              f"{self.n_genes} genes")
@@ -75,7 +82,7 @@ class AnalysesMixin:
             raise ValueError(f"counts have {n_cells} cells but the model has per-cell "
                              f"parameters ({', '.join(sorted(per_cell))}) for "
                              f"{self.n_cells} cells")
-        return SparseCounts.from_matrix(matrix, dtype=np.dtype(dtype))
+        return sparse
 
     def _require_mixture(self, method: str) -> None:
         if not self.model_config.is_mixture:
@@ -149,8 +156,9 @@ class AnalysesMixin:
         ----------
         counts : array, scipy sparse matrix or AnnData, shape (C, G) (``cells_axis=0``)
         batch_size : int, optional
-            Cells per block (memory bound); None: all cells at once. The result does not
-            depend on it.
+            Cells per block (memory bound); None: all cells at once, except that per-cell
+            sums over more than 4 M non-zeros run in blocks of about that many. The
+            result does not depend on it.
         return_by : {"cell", "gene"}
             Sum over genes (per cell) or over cells (per gene).
         cells_axis : {0, 1}

@@ -127,6 +127,27 @@ def _chunk_size(n_steps: int) -> int:
     return max(1, min(n_steps, max(100, math.ceil(n_steps / 100))))
 
 
+def _compiled_init(svi: SVI, key, n_cells: int, n_genes: int, counts, batch_size, init):
+    """``svi.init`` as one compiled program.
+
+    Run op by op, the first trace of model and guide compiles every small operation on
+    its own (about 150 XLA programs, 10-50 s of setup); jitted it is one program. The
+    transforms NumPyro records for ``get_params`` carry no arrays for the constraints
+    scribe's guides use; should a plugin's guide make them hold traced values, the init
+    runs eagerly instead.
+    """
+    def init_fn(key, counts, init):
+        return svi.init(key, n_cells, n_genes, counts=counts, batch_size=batch_size,
+                        init_params=init)
+
+    state = jax.jit(init_fn)(key, counts, init)
+    try:
+        svi.get_params(state)
+    except jax.errors.UnexpectedTracerError:
+        state = init_fn(key, counts, init)
+    return state
+
+
 class SVIInferenceEngine:
     """Handles SVI inference execution."""
 
@@ -202,8 +223,8 @@ class SVIInferenceEngine:
         model, guide = resolve_model_and_guide(model_config)
         svi = SVI(model, guide, optimizer, loss)
         init = initial_params(model_config, count_data, seed)
-        state = svi.init(jax.random.PRNGKey(seed), n_cells, n_genes, counts=counts,
-                         batch_size=batch_size, init_params=init)
+        state = _compiled_init(svi, jax.random.PRNGKey(seed), n_cells, n_genes, counts,
+                               batch_size, init)
 
         update = svi.stable_update if stable_update else svi.update
         if stopping is not None and stopping.enabled:

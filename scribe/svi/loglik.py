@@ -2,9 +2,10 @@
 
 One jitted program per (``return_by``, ``split``, weighting, block layout) and results
 object; JAX's cache keys it further on the argument shapes, so repeated calls with the
-same data compile once. The program runs ``lax.map`` over posterior draws and, inside,
-``lax.map`` (by cell) or ``lax.scan`` (by gene) over blocks of cells, so memory is bounded
-by one draw and one block:
+same data compile once. The program runs ``lax.map`` (by cell) or ``lax.scan`` (by gene)
+over blocks of cells, each gathered from the full :class:`SparseCounts` inside the loop,
+and, inside, ``lax.map`` over posterior draws, so memory is bounded by one block and one
+draw (besides the counts and the result):
 
 * model types composed from a :class:`~scribe.Likelihood` use its sparse evaluation
   (``cell_log_prob`` / ``gene_log_prob``, per component for mixtures): ``O(nnz K)``
@@ -27,6 +28,10 @@ from scribe.parameterization import CELL
 from scribe.svi.model_view import ModelView
 
 MULTIPLICATIVE, ADDITIVE = "multiplicative", "additive"
+
+#: With ``batch_size=None``, per-cell sums over more non-zeros than this run in blocks of
+#: about this many non-zeros (per-gene sums use the full matrix's histogram instead).
+AUTO_BLOCK_NONZEROS = 1 << 22
 
 
 class LogLikelihoodEvaluator:
@@ -92,58 +97,66 @@ class LogLikelihoodEvaluator:
             return jnp.sum(values, axis=1)
         return jnp.sum(values, axis=0)
 
-    # ---- one draw -------------------------------------------------------------------------
-    def _draw(self, blocks, remainder, params: dict, weights, *, by: str, split: bool,
-              weight_type: str | None, cell_names: frozenset) -> jnp.ndarray:
-        cell_weights = weights if (weight_type == MULTIPLICATIVE and by == "cell") else None
-        shared = {n: v for n, v in params.items() if n not in cell_names}
-        per_cell = {n: v for n, v in params.items() if n in cell_names}
-        parts, n_done = [], 0
+    # ---- all draws on one block ---------------------------------------------------------------
+    def _draws_on_block(self, block: SparseCounts, shared: dict, per_cell: dict, by: str,
+                        cell_weights) -> jnp.ndarray:
+        """``(S, B[, K])`` or ``(S, G[, K])`` sums of one block under every draw
+        (``lax.map`` over draws: memory of one draw on one block)."""
+        return jax.lax.map(
+            lambda p: self._block(block, {**p[0], **p[1]}, by, cell_weights),
+            (shared, per_cell))
 
-        if blocks is not None:
-            n_blocks, size = blocks.values.shape[0], blocks.shape[0]
-            n_done = n_blocks * size
-            sliced = {n: v[:n_done].reshape(n_blocks, size, *v.shape[1:])
+    def _over_blocks(self, counts: SparseCounts, plan: tuple, shared: dict, per_cell: dict,
+                     by: str, cell_weights) -> jnp.ndarray:
+        """Every draw on every block of ``plan``; each block is gathered from ``counts``
+        inside the loop, so memory is bounded by one block (not by all of them)."""
+        size, n_blocks, capacity, n_left, left_capacity = plan
+        n_done = n_blocks * size
+        parts = []
+        if n_blocks:
+            starts = jnp.arange(n_blocks, dtype=jnp.int32) * size
+            # (S, C, ...) -> (n_blocks, S, size, ...)
+            sliced = {n: jnp.moveaxis(v[:, :n_done].reshape(v.shape[0], n_blocks, size,
+                                                            *v.shape[2:]), 1, 0)
                       for n, v in per_cell.items()}
 
-            def one(block, cells):
-                return self._block(block, {**shared, **cells}, by, cell_weights)
+            def one(start, cells):
+                return self._draws_on_block(counts.take_block(start, size, capacity), shared,
+                                            cells, by, cell_weights)
 
             if by == "cell":
-                out = jax.lax.map(lambda xs: one(*xs), (blocks, sliced))
-                parts.append(out.reshape(n_done, *out.shape[2:]))
+                out = jax.lax.map(lambda xs: one(*xs), (starts, sliced))  # (nb, S, size..)
+                out = jnp.moveaxis(out, 0, 1)
+                parts.append(out.reshape(out.shape[0], n_done, *out.shape[3:]))
             else:
-                shape = (blocks.shape[1],) + (
-                    (params["mixing_weights"].shape[-1],) if self.mixture else ())
-                init = jnp.zeros(shape, blocks.values.dtype)  # (G[, K]) accumulator
-                total, _ = jax.lax.scan(lambda acc, xs: (acc + one(*xs), None), init,
-                                        (blocks, sliced))
+                init = jax.eval_shape(one, starts[0], {n: v[0] for n, v in sliced.items()})
+                total, _ = jax.lax.scan(lambda acc, xs: (acc + one(*xs), None),
+                                        jnp.zeros(init.shape, init.dtype), (starts, sliced))
                 parts.append(total)
-        if remainder is not None:
-            cells = {n: v[n_done:] for n, v in per_cell.items()}
-            parts.append(self._block(remainder, {**shared, **cells}, by, cell_weights))
-
+        if n_left:
+            block = counts.take_block(n_done, n_left, left_capacity)
+            parts.append(self._draws_on_block(block, shared,
+                                              {n: v[:, n_done:] for n, v in per_cell.items()},
+                                              by, cell_weights))
         if by == "cell":
-            result = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
-        else:
-            result = sum(parts[1:], parts[0])
-            if weight_type == MULTIPLICATIVE:
-                result = result * (weights[:, None] if self.mixture else weights)
+            return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
+        return sum(parts[1:], parts[0])
+
+    def _finish(self, result: jnp.ndarray, params: dict, weights, n_cells: int, *, by: str,
+                split: bool, weight_type: str | None) -> jnp.ndarray:
+        """Gene weights, ``log w_k`` and the sum over components, on ``(S, ...)``."""
+        if by == "gene" and weight_type == MULTIPLICATIVE:
+            result = result * (weights[:, None] if self.mixture else weights)
         if weight_type == ADDITIVE:
             # sum_g (l_cg + w_g) = l_c + sum_g w_g; sum_c (l_cg + w_g) = l_g + C w_g.
-            n_cells = self.n_cells_of(blocks, remainder)
             extra = jnp.sum(weights) if by == "cell" else n_cells * weights
             result = result + (extra[:, None] if (self.mixture and by == "gene") else extra)
         if self.mixture:
-            result = result + jnp.log(params["mixing_weights"])
+            log_w = jnp.log(params["mixing_weights"])   # (S, K)
+            result = result + log_w.reshape(log_w.shape[0], *([1] * (result.ndim - 2)), -1)
             if not split:
                 result = logsumexp(result, axis=-1)
         return result
-
-    @staticmethod
-    def n_cells_of(blocks, remainder) -> int:
-        total = 0 if blocks is None else blocks.values.shape[0] * blocks.shape[0]
-        return total + (0 if remainder is None else remainder.shape[0])
 
     # ---- entry point ------------------------------------------------------------------------
     def __call__(self, counts: SparseCounts, draws: dict, *, by: str, split: bool,
@@ -162,7 +175,9 @@ class LogLikelihoodEvaluator:
         weights : (G,) array or None
         weight_type : {"multiplicative", "additive"} or None
         batch_size : int or None
-            Cells per block (None: one block of all cells).
+            Cells per block. None: per gene, one block of all cells (the full matrix's
+            statistics); per cell, blocks of about :data:`AUTO_BLOCK_NONZEROS` non-zeros
+            (all cells at once when fewer). Blocks are gathered one at a time.
 
         Returns
         -------
@@ -172,12 +187,21 @@ class LogLikelihoodEvaluator:
         names = self.parameter_names(draws)
         params = {n: draws[n] for n in names}
         cell_names = frozenset(self.cell_names(params, leading=1))
+        if batch_size is None and by == "cell" and counts.nnz > AUTO_BLOCK_NONZEROS:
+            # Per-cell sums cost O(nnz) either way: blocks bound their temporaries.
+            batch_size = max(1, AUTO_BLOCK_NONZEROS * counts.n_cells // counts.nnz)
         if batch_size is None or batch_size >= counts.n_cells:
-            blocks, remainder = None, counts  # the full matrix: histogram sums by gene
+            plan = None   # the full matrix: histogram sums by gene
         else:
-            blocks, remainder = counts.split_cells(batch_size)
+            size = int(batch_size)
+            n_blocks, n_left = divmod(counts.n_cells, size)
+            left_capacity = (0, 0)
+            if n_left:
+                ends = [p[-1] - p[n_blocks * size] for p in counts.host_offsets()]
+                left_capacity = tuple(max(int(e), 1) for e in ends)
+            plan = (size, n_blocks, counts.block_capacity(size), n_left, left_capacity)
         key = (by, bool(split and self.mixture), weight_type if weights is not None else None,
-               cell_names)
+               cell_names, plan)
         fn = self._compiled.get(key)
         if fn is None:
             fn = jax.jit(self._program(*key))
@@ -185,13 +209,19 @@ class LogLikelihoodEvaluator:
         dtype = counts.values.dtype
         if weights is None:
             weights = jnp.zeros(counts.n_genes, dtype)
-        return fn(blocks, remainder, params, jnp.asarray(weights, dtype))
+        return fn(counts, params, jnp.asarray(weights, dtype))
 
-    def _program(self, by: str, split: bool, weight_type: str | None, cell_names: frozenset):
-        def program(blocks, remainder, params, weights):
+    def _program(self, by: str, split: bool, weight_type: str | None, cell_names: frozenset,
+                 plan: tuple | None):
+        def program(counts, params, weights):
             self.n_traces += 1  # runs while tracing only
-            return jax.lax.map(
-                lambda p: self._draw(blocks, remainder, p, weights, by=by, split=split,
-                                     weight_type=weight_type, cell_names=cell_names),
-                params)
+            cell_weights = weights if (weight_type == MULTIPLICATIVE and by == "cell") else None
+            shared = {n: v for n, v in params.items() if n not in cell_names}
+            per_cell = {n: v for n, v in params.items() if n in cell_names}
+            if plan is None:
+                result = self._draws_on_block(counts, shared, per_cell, by, cell_weights)
+            else:
+                result = self._over_blocks(counts, plan, shared, per_cell, by, cell_weights)
+            return self._finish(result, params, weights, counts.n_cells, by=by, split=split,
+                                weight_type=weight_type)
         return program
