@@ -52,7 +52,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def test_report_is_self_contained_with_valid_images(made):
     document, _, _ = made
     images = IMAGE.findall(document)
-    assert len(images) == document.count("<img") == 4   # loss, library sizes, gene checks, residual QQ
+    assert len(images) == document.count("<img") == 4  # loss, library, genes, residual QQ
     for encoded in images:
         width, height = _png_size(base64.b64decode(encoded))
         assert width > 100 and height > 100
