@@ -150,7 +150,8 @@ def test_de_command_writes_the_table(tmp_path):
                       tmp_path / "de.csv")
     assert process.returncode == 0, process.stderr
     table = pd.read_csv(tmp_path / "de.csv", index_col=0)
-    assert list(table.columns) == ["lfc_mean", "lfc_sd", "lfsr", "prob_effect", "is_de"]
+    assert list(table.columns) == ["lfc_mean", "lfc_sd", "lfsr", "prob_effect",
+                                   "prob_signed_effect", "is_de"]
     assert len(table) == 20
     assert ((table["lfsr"] >= 0) & (table["lfsr"] <= 0.5)).all()
 

@@ -50,17 +50,33 @@ def test_clr_differences_match_closed_form():
     assert np.all(np.abs(delta.std(0, ddof=1) / sd - 1) < 5 / np.sqrt(2 * (S - 1)))
 
 
-def test_pefp_call_rule():
-    """Genes ranked by P(|Delta| > tau); the largest prefix whose mean of
-    (1 - P) is <= target is called. Hand-computed: 0.01, 0.015, 0.0433, 0.1575."""
+@pytest.mark.parametrize("rule", ["directional", "magnitude"])
+def test_pefp_call_rule(rule):
+    """Genes ranked by their evidence; the largest prefix whose mean of
+    (1 - evidence) is <= target is called. Hand-computed: 0.01, 0.015, 0.0433, 0.1575.
+    Every effect here has one sign, so both rules agree."""
     probabilities = np.array([0.5, 0.99, 0.1, 0.9, 0.98])
     # S = 100 draws per gene with exactly that fraction beyond tau = 1.
     delta = np.where(np.arange(100)[:, None] < probabilities * 100, 2.0, -0.5)
-    columns, pefp = de.summarize(delta, tau=1.0, target_pefp=0.05)
+    columns, pefp = de.summarize(delta, tau=1.0, target_pefp=0.05, rule=rule)
     np.testing.assert_allclose(columns["prob_effect"], probabilities)
+    np.testing.assert_allclose(columns["prob_signed_effect"], probabilities)
     np.testing.assert_array_equal(columns["is_de"], [False, True, False, True, True])
     assert pefp == pytest.approx((0.01 + 0.02 + 0.1) / 3)
     np.testing.assert_allclose(columns["lfsr"], np.minimum(probabilities, 1 - probabilities))
+
+
+def test_directional_rule_skips_undetermined_signs():
+    """Gene 0: half the draws at +3, half at -3 (|Delta| > tau always, sign a coin flip);
+    gene 1: every draw at +3. The magnitude rule (SPEC's literal rule) calls both with
+    evidence 1; the directional rule gives gene 0 evidence 0.5 and calls only gene 1."""
+    delta = np.column_stack([np.where(np.arange(100) % 2 == 0, 3.0, -3.0), np.full(100, 3.0)])
+    columns, _ = de.summarize(delta, tau=1.0, target_pefp=0.05, rule="magnitude")
+    np.testing.assert_array_equal(columns["is_de"], [True, True])
+    columns, pefp = de.summarize(delta, tau=1.0, target_pefp=0.05, rule="directional")
+    np.testing.assert_allclose(columns["prob_signed_effect"], [0.5, 1.0])
+    np.testing.assert_array_equal(columns["is_de"], [False, True])
+    assert pefp == 0.0
 
 
 def _draws(r: np.ndarray, n_components=None) -> dict:
@@ -99,7 +115,7 @@ def test_components_and_fits_recover_fold_changes(groups):
     expected = np.log(fold) - np.log(fold).mean()
     for frame in (by_component, by_fits, by_tl):
         assert isinstance(frame, pd.DataFrame)
-        assert list(frame.columns) == ["lfc_mean", "lfc_sd", "lfsr", "prob_effect", "is_de"]
+        assert list(frame.columns) == list(de.COLUMNS)
         np.testing.assert_array_equal(frame["is_de"], [True, True, False, False, False, False])
         n_draws = frame.attrs["n_samples"]
         assert n_draws == 400
@@ -130,6 +146,8 @@ def test_bad_groups(groups):
         mixture.differential_expression(0, 1, tau=-1.0)
     with pytest.raises(ValueError, match="target_pefp"):
         mixture.differential_expression(0, 1, target_pefp=1.5)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        mixture.differential_expression(0, 1, rule="fdr")
     with pytest.raises(ValueError, match="stored posterior samples"):
         make_results("nbdm_mix", "standard", 2, n_genes=G).differential_expression(
             0, 1, n_samples=None)

@@ -9,7 +9,8 @@ HELP = "differential expression between two groups (mixture components) of a fit
 EXAMPLE = """example:
   scribe de fit.nc --groups 0 1 -o de.csv
 
-Writes one row per gene: lfc_mean, lfc_sd, lfsr, prob_effect (P(|lfc| > tau)), is_de."""
+Writes one row per gene: lfc_mean, lfc_sd, lfsr, prob_effect (P(|lfc| > tau)),
+prob_signed_effect (max(P(lfc > tau), P(lfc < -tau))), is_de."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-pefp", type=positive_float, default=0.05,
                         help="target posterior expected false discovery proportion "
                              "(default: 0.05)")
+    parser.add_argument("--rule", choices=("directional", "magnitude"), default="directional",
+                        help="call rule: 'directional' counts a wrong sign as a false "
+                             "discovery; 'magnitude' uses P(|lfc| > tau) (default: "
+                             "directional)")
     parser.add_argument("--n-samples", type=positive_int, default=None,
                         help="posterior draws (default: the library's)")
     parser.add_argument("--seed", type=int, default=0)
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> None:
     if not hasattr(results, "differential_expression"):
         raise UsageError("differential expression is not available in this version of scribe")
     kwargs = {"tau": args.tau, "target_pefp": args.target_pefp,
-              "rng_key": jax.random.PRNGKey(args.seed)}
+              "rng_key": jax.random.PRNGKey(args.seed), "rule": args.rule}
     if args.n_samples is not None:
         kwargs["n_samples"] = args.n_samples
     table = results.differential_expression(_group(args.groups[0]), _group(args.groups[1]),

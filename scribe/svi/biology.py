@@ -37,13 +37,13 @@ class BiologyMixin:
     def differential_expression(self, group_a, group_b=None, *, tau: float = math.log(1.5),
                                 target_pefp: float = 0.05,
                                 n_samples: int | None = de.DEFAULT_N_SAMPLES,
-                                rng_key=None) -> pd.DataFrame:
+                                rng_key=None, rule: str = "directional") -> pd.DataFrame:
         """Compositional DE of two components, or of this fit against another
         (``results_a.differential_expression(results_b)``); see
         :func:`scribe.tl.differential_expression`."""
         return de.differential_expression(self, group_a, group_b, tau=tau,
                                           target_pefp=target_pefp, n_samples=n_samples,
-                                          rng_key=rng_key)
+                                          rng_key=rng_key, rule=rule)
 
     def quantile_residuals(self, counts, *, n_samples: int | None = None,
                            batch_size: int | None = None, rng_key=None) -> np.ndarray:
