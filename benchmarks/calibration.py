@@ -43,8 +43,14 @@ def main(model: str, guide: str, n_cells: int = 2000, n_genes: int = 200,
     out = {"model": model, "guide": guide, "cells": n_cells, "genes": n_genes,
            "steps": n_steps, "seed": seed,
            "s_per_step": (seconds[1] - seconds[0]) / (n_steps - 1)}
-    out.update({name: coverage(np.asarray(draws[name]), truth[name])
-                for name in ("r", "gate", "p_hat") if name in truth})
+    for name in ("r", "gate", "p_hat"):
+        if name in truth:
+            values = np.asarray(draws[name])
+            low, high = np.quantile(values, [0.05, 0.95], axis=0)
+            out[name] = coverage(values, truth[name])
+            # Misses below / above the interval: unequal shares point at a bias.
+            out[f"{name}_miss_low_high"] = [float(np.mean(truth[name] < low)),
+                                            float(np.mean(truth[name] > high))]
     return out
 
 

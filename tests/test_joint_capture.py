@@ -127,15 +127,15 @@ def short_fits():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         for guide in ("mean_field", "joint_capture"):
-            fits[guide] = scribe.fit(counts, "zinbvcp", n_steps=1000, optimizer=Adam(0.02),
+            fits[guide] = scribe.fit(counts, "zinbvcp", n_steps=600, optimizer=Adam(0.02),
                                      guide_family=guide, progress=False, tol=None)
     return counts, fits
 
 
 def test_short_fit_elbo_not_worse_than_mean_field(short_fits):
-    """-ELBO of the fitted guides, each estimated with 400 particles: joint_capture's is
+    """-ELBO of the fitted guides, each estimated with 200 particles: joint_capture's is
     not above mean-field's by more than 4 combined Monte Carlo standard errors (the
-    ELBO's per-particle sd / sqrt(400), measured here). Its family is richer along the
+    ELBO's per-particle sd / sqrt(200), measured here). Its family is richer along the
     (p, nu_c) ridge, so at convergence its ELBO should be higher; 4 se allows for noise."""
     counts, fits = short_fits
     sparse = SparseCounts.from_matrix(counts)
@@ -143,10 +143,9 @@ def test_short_fit_elbo_not_worse_than_mean_field(short_fits):
     for guide, res in fits.items():
         composition = Composition(res.model_config)
         elbo = Trace_ELBO(num_particles=1)
-        keys = jax.random.split(jax.random.PRNGKey(9), 400)
+        keys = jax.random.split(jax.random.PRNGKey(9), 200)
         loss = jax.jit(jax.vmap(lambda k, comp=composition, p=res.params, e=elbo: e.loss(
             k, p, comp.model, comp.guide, *counts.shape, counts=sparse)))(keys)
-        stats_[guide] = (float(np.mean(loss)), float(np.std(loss)) / np.sqrt(400))
+        stats_[guide] = (float(np.mean(loss)), float(np.std(loss)) / np.sqrt(200))
     (m_mf, se_mf), (m_jc, se_jc) = stats_["mean_field"], stats_["joint_capture"]
-    print(stats_)
     assert m_jc <= m_mf + 4 * np.hypot(se_mf, se_jc), stats_
