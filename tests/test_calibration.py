@@ -6,7 +6,8 @@ step, 1e-2 to 2e-4), and the central 90% interval of 1000 posterior draws must c
 the true value for 85-95% of genes (r, gate) or cells (p_hat).
 
 Sizes: with G = 400 genes the binomial standard error of a coverage of 0.9 is
-sqrt(0.9 * 0.1 / 400) = 0.015, so the band's half-width 0.05 is 3.3 standard errors;
+sqrt(0.9 * 0.1 / 400) = 0.015, so 3 standard errors are 0.045 and the issue's band
+(half-width 0.05) leaves 0.005 for the approximation of the posterior by VI;
 with C = 2000 cells the p_hat coverage has standard error 0.0067 (7.5 in the band). The
 Monte Carlo error of 5% / 95% quantiles from 1000 draws moves each interval end by about
 0.07 posterior sd, which changes the expected coverage by under 0.01.
@@ -24,7 +25,10 @@ from numpyro.optim import Adam
 import scribe
 from scribe.simulate import simulate_counts
 
-N_CELLS, N_GENES, N_STEPS = 2000, 400, 4000
+N_CELLS, N_GENES = 2000, 400
+# zinbvcp converges slowly along the r-gate-capture directions: at 2000 x 200 (seed 11)
+# its r coverage was 0.80 after 4000 steps and 0.85 after 12000 (benchmarks/calibration.py).
+N_STEPS = {"nbdm": 4000, "zinb": 4000, "nbvcp": 4000, "zinbvcp": 12000}
 BAND = (0.85, 0.95)
 
 
@@ -37,10 +41,11 @@ def _coverage(draws: np.ndarray, truth: np.ndarray) -> float:
 @pytest.mark.parametrize("model_type", ["nbdm", "zinb", "nbvcp", "zinbvcp"])
 def test_ninety_percent_intervals_cover_truth(model_type):
     counts, truth = simulate_counts(model_type, N_CELLS, N_GENES, seed=11)
-    schedule = lambda step: 1e-2 * 0.02 ** (step / N_STEPS)  # noqa: E731
+    n_steps = N_STEPS[model_type]
+    schedule = lambda step: 1e-2 * 0.02 ** (step / n_steps)  # noqa: E731
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        results = scribe.fit(counts, model_type, n_steps=N_STEPS, optimizer=Adam(schedule),
+        results = scribe.fit(counts, model_type, n_steps=n_steps, optimizer=Adam(schedule),
                              progress=False)
     draws = results.get_posterior_samples(jax.random.PRNGKey(0), 1000, store_samples=False)
     coverage = {name: _coverage(np.asarray(draws[name]), truth[name])

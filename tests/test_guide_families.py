@@ -36,8 +36,8 @@ C, G, K = 30, 8, 2
 # Registry, defaults and configuration
 # --------------------------------------------------------------------------------------
 def test_builtin_guide_families_registered():
-    assert plugins.available_guide_families() == ["joint_gene", "mean_field"]
-    assert scribe.available_guide_families() == ["joint_gene", "mean_field"]
+    assert plugins.available_guide_families() == ["joint_capture", "joint_gene", "mean_field"]
+    assert scribe.available_guide_families() == ["joint_capture", "joint_gene", "mean_field"]
 
 
 @pytest.mark.parametrize("model_type,expected", [

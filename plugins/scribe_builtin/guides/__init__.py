@@ -1,11 +1,12 @@
-"""Built-in guide families: ``mean_field`` and ``joint_gene``."""
+"""Built-in guide families: ``mean_field``, ``joint_gene`` and ``joint_capture``."""
 
 import scribe
 
+from .joint_capture import JointCapture
 from .joint_gene import JointGene
 from .mean_field import MeanField
 
 
 @scribe.hookimpl
 def scribe_guide_families():
-    return [MeanField(), JointGene()]
+    return [MeanField(), JointGene(), JointCapture()]

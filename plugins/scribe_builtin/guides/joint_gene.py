@@ -169,10 +169,23 @@ class JointGene(GuideFamily):
                     GENE_LATENT, MultivariateNormal(loc, scale_tril=tril).to_event(loc.ndim - 1),
                     infer={"is_auxiliary": True})
             _sample_delta(site, gene_z[..., joint.index(site)])
+        anchor_eps = None if shared_z is None else (shared_z - a_loc) / a_scale
+        self.sample_joint_cell_sites(composition, n_cells, n_genes, batch_size, anchor_eps)
+
+    def sample_joint_cell_sites(self, composition, n_cells: int, n_genes: int,
+                                batch_size: int | None, anchor_eps) -> None:
+        """The per-cell sites; here mean-field (``anchor_eps``, the standardized anchor
+        draws ``(..., n_a)`` or None, is for families that couple cells to the anchors)."""
         self.sample_cell_sites(composition, n_cells, n_genes, batch_size)
 
     # ---- the fitted posterior --------------------------------------------------------------
     def posterior_distributions(self, composition, params: dict) -> dict:
+        marginals = self.joint_marginals(composition, params)
+        return {name: marginals[name] if name in marginals else self.site_posterior(site, params)
+                for name, site in composition.sites.items()}
+
+    def joint_marginals(self, composition, params: dict) -> dict:
+        """``{site: marginal}`` of the sites in the joint Normals (the rest mean-field)."""
         joint, anchors = self.joint_sites(composition), self.anchor_sites(composition)
         get = self._getter(composition, params, 0)
         marginals = {}
@@ -188,8 +201,7 @@ class JointGene(GuideFamily):
             for i, site in enumerate(joint):
                 marginals[site.name] = marginal_family(site).make(
                     loc[..., i], jnp.sqrt(variance[..., i]))
-        return {name: marginals[name] if name in marginals else self.site_posterior(site, params)
-                for name, site in composition.sites.items()}
+        return marginals
 
     # ---- starting values -------------------------------------------------------------------
     def initial_params(self, composition, values: dict, concentrations: dict) -> dict:
