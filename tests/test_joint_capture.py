@@ -132,6 +132,7 @@ def short_fits():
     return counts, fits
 
 
+@pytest.mark.slow
 def test_short_fit_elbo_not_worse_than_mean_field(short_fits):
     """-ELBO of the fitted guides, each estimated with 200 particles: joint_capture's is
     not above mean-field's by more than 4 combined Monte Carlo standard errors (the
