@@ -218,7 +218,8 @@ class SVIInferenceEngine:
             counts = SparseCounts.from_matrix(count_data).with_batch_size(batch_size)
         else:
             dense = count_data.toarray() if sp.issparse(count_data) else count_data
-            counts = jnp.asarray(dense, dtype=jnp.float32)
+            # device_put copies once (jnp.asarray of a numpy array copies twice).
+            counts = jax.device_put(np.asarray(dense, dtype=np.float32))
 
         model, guide = resolve_model_and_guide(model_config)
         svi = SVI(model, guide, optimizer, loss)
