@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from scribe import plugins
 from scribe.config import ModelConfig
 from scribe.counts import SparseCounts
+from scribe.progress import is_enabled as progress_enabled
 from scribe.svi.convergence import ConvergenceMonitor
 from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
 from scribe.validation import (
@@ -269,10 +270,10 @@ class SVIInferenceEngine:
         zero = jnp.asarray(0, jnp.int32)
         carry = (state, state, minus_one, zero, minus_one, zero)
         losses = None   # filled in place; its dtype is the loss's (float64 under x64)
-        # progress=True shows the bar only on a terminal (tqdm's disable=None): logs and
-        # pipes stay clean; progress=False silences it everywhere.
-        with tqdm(total=n_steps, disable=None if progress else True, desc="SVI",
-                  unit="step") as bar:
+        # progress=True shows the bar only on a terminal, so logs and pipes stay clean, and
+        # scribe.progress.set_enabled(False) silences it; progress=False always does.
+        show = progress_enabled(None if progress else False)
+        with tqdm(total=n_steps, disable=not show, desc="SVI", unit="step") as bar:
             done = 0
             while done < n_steps:
                 n_active = min(chunk, n_steps - done)
