@@ -11,6 +11,7 @@ import pytest
 
 import scribe
 from scribe import fit_report, progress
+from scribe.svi import engine
 
 
 class FakeTerminal(io.StringIO):
@@ -59,6 +60,17 @@ def _fit_stderr(monkeypatch, **kwargs) -> str:
     return stream.getvalue()
 
 
+def test_fit_bar_decision(monkeypatch, switch):
+    monkeypatch.setattr(sys, "stderr", FakeTerminal())
+    assert engine.show_bar(True) is True and engine.show_bar(False) is False
+    switch(False)
+    assert engine.show_bar(True) is False
+    monkeypatch.setattr(sys, "stderr", io.StringIO())     # not a terminal: quiet
+    switch(None)
+    assert engine.show_bar(True) is False
+
+
+@pytest.mark.slow     # three fits: about 30 s alone, 90 s on two busy shared cores
 def test_fit_bar_follows_the_switch(monkeypatch, switch):
     # On a terminal the fit's bar ("SVI", 20 steps) is drawn by default ...
     assert "SVI" in _fit_stderr(monkeypatch)

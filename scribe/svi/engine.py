@@ -123,6 +123,12 @@ def _final_state(svi, state, good, good_step: int, n_bad: int, first_bad: int,
     return (good if diverged else state), divergence
 
 
+def show_bar(progress: bool) -> bool:
+    """Whether the fit draws its bar: ``progress=True`` only on a terminal (logs and pipes
+    stay clean) and not after ``scribe.progress.set_enabled(False)``; False never."""
+    return progress_enabled(None if progress else False)
+
+
 def _chunk_size(n_steps: int) -> int:
     # About a hundred progress updates, each chunk long enough to amortise dispatch.
     return max(1, min(n_steps, max(100, math.ceil(n_steps / 100))))
@@ -270,10 +276,8 @@ class SVIInferenceEngine:
         zero = jnp.asarray(0, jnp.int32)
         carry = (state, state, minus_one, zero, minus_one, zero)
         losses = None   # filled in place; its dtype is the loss's (float64 under x64)
-        # progress=True shows the bar only on a terminal, so logs and pipes stay clean, and
-        # scribe.progress.set_enabled(False) silences it; progress=False always does.
-        show = progress_enabled(None if progress else False)
-        with tqdm(total=n_steps, disable=not show, desc="SVI", unit="step") as bar:
+        with tqdm(total=n_steps, disable=not show_bar(progress), desc="SVI",
+                  unit="step") as bar:
             done = 0
             while done < n_steps:
                 n_active = min(chunk, n_steps - done)
