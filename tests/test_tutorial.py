@@ -51,6 +51,16 @@ def test_figures_exist_small_and_are_made_by_the_script():
         assert f'"{path.name}"' in code, f"{figure} is not written by the script"
 
 
+def test_scanpy_step_skips_without_scanpy(monkeypatch, capsys):
+    # None in sys.modules makes ``import scanpy`` raise ImportError, as when absent.
+    monkeypatch.setitem(sys.modules, "scanpy", None)
+    code = dict(script_blocks())["scanpy"]
+    namespace = {"out": object(), "save": None}    # any use of them would raise
+    exec(compile(code, str(SCRIPT), "exec"), namespace)
+    assert namespace["sc"] is None
+    assert "scanpy is not installed" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_quick_run(tmp_path):
     if not REAL_DATA.exists():
