@@ -20,12 +20,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from scribe import pl
 from scribe import report_html as H
 from scribe.fit_info import info
 from scribe.pl._axes import counts_matrix
+from scribe.progress import progress_blocks
 from scribe.svi.results import ScribeSVIResults
 
 PARETO_K_BAD = 0.7          # PSIS is unreliable above it (Vehtari et al. 2017, 2024)
@@ -228,11 +228,7 @@ class _Report:
 
 def _stages(stages: list, progress: bool):
     """The report's stages, behind a progress bar on a terminal (``scribe.progress``'s
-    switch, where installed, silences it)."""
-    try:
-        from scribe.progress import progress_blocks
-    except ImportError:
-        return tqdm(stages, desc="report", disable=None if progress else True)
+    switch silences it)."""
     return progress_blocks(stages, total=len(stages), desc="report",
                            enabled=None if progress else False)
 

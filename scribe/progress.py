@@ -2,7 +2,9 @@
 
 ``progress_blocks(iterable, total=..., desc=...)`` wraps an iterable in a tqdm bar when
 enabled. ``enabled=None`` shows the bar only when stderr is a terminal (so logs and test
-output stay clean); :func:`set_enabled` switches every bar off (or on) for the process.
+output stay clean); :func:`set_enabled` switches every bar off (or on) for the process:
+the analyses' bars, the fit's bar (``scribe/svi/engine.py``) and the report's stages all
+ask :func:`is_enabled`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,18 @@ def set_enabled(enabled: bool | None) -> None:
     _SWITCH["enabled"] = enabled
 
 
-def _wanted(enabled: bool | None) -> bool:
+def is_enabled(enabled: bool | None = None) -> bool:
+    """Whether a bar asked for with ``enabled`` is shown.
+
+    Parameters
+    ----------
+    enabled : bool or None, default None
+        The caller's wish: False never shows; True shows unless ``set_enabled(False)``;
+        None follows :func:`set_enabled`, and when that is automatic too, shows only when
+        stderr is a terminal.
+    """
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True, False or None, got {enabled!r}")
     if _SWITCH["enabled"] is False:
         return False
     if enabled is None:
@@ -45,7 +58,7 @@ def progress_blocks(iterable: Iterable, *, total: int | None, desc: str,
     enabled : bool or None, default None
         None: only when stderr is a terminal. ``set_enabled(False)`` overrides True.
     """
-    if not _wanted(enabled):
+    if not is_enabled(enabled):
         return iterable
     from tqdm.auto import tqdm
 

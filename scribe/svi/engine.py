@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from scribe import plugins
 from scribe.config import ModelConfig
 from scribe.counts import SparseCounts
+from scribe.progress import is_enabled as progress_enabled
 from scribe.svi.convergence import ConvergenceMonitor
 from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
 from scribe.validation import (
@@ -120,6 +121,12 @@ def _final_state(svi, state, good, good_step: int, n_bad: int, first_bad: int,
         diverged=diverged, stable_update=bool(stable_update),
         restored_step=(good_step if good_step >= 0 else None) if diverged else None)
     return (good if diverged else state), divergence
+
+
+def show_bar(progress: bool) -> bool:
+    """Whether the fit draws its bar: ``progress=True`` only on a terminal (logs and pipes
+    stay clean) and not after ``scribe.progress.set_enabled(False)``; False never."""
+    return progress_enabled(None if progress else False)
 
 
 def _chunk_size(n_steps: int) -> int:
@@ -270,9 +277,7 @@ class SVIInferenceEngine:
         zero = jnp.asarray(0, jnp.int32)
         carry = (state, state, minus_one, zero, minus_one, zero)
         losses = None   # filled in place; its dtype is the loss's (float64 under x64)
-        # progress=True shows the bar only on a terminal (tqdm's disable=None): logs and
-        # pipes stay clean; progress=False silences it everywhere.
-        with tqdm(total=n_steps, disable=None if progress else True, desc="SVI",
+        with tqdm(total=n_steps, disable=not show_bar(progress), desc="SVI",
                   unit="step") as bar:
             done = 0
             while done < n_steps:
