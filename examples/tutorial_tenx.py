@@ -124,9 +124,9 @@ print(f"nbvcp_mix: {time.perf_counter() - start:.0f} s, {mix.n_steps_run} steps,
 weights = mix.get_map(point="mean")["mixing_weights"]
 print("mixing weights:", np.round(np.asarray(weights), 3))
 de = mix.differential_expression(0, 1)
-credible = de[de["is_de"] & (de["lfsr"] < 0.05)]
-print(f"{int(de['is_de'].sum())} genes called, {len(credible)} with lfsr < 0.05")
-print(credible.sort_values("lfsr").head(5)[["lfc_mean", "lfc_sd", "lfsr"]].round(3))
+called = de[de["is_de"]].sort_values("prob_signed_effect", ascending=False)
+print(f"{len(called)} genes called (PEFP {de.attrs['pefp']:.3f})")
+print(called.head(5)[["lfc_mean", "lfc_sd", "lfsr", "prob_signed_effect"]].round(3))
 save(scribe.pl.volcano(de), "tutorial_volcano.png")
 # --- end ---
 
