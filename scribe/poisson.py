@@ -99,6 +99,7 @@ def _ptrs(lam, u, v):
     return jnp.where(quick | (~impossible & test), k, -1.0)
 
 
+@jax.jit
 def _poisson_flat(key, lam):
     dtype = lam.dtype.type
     n = lam.size
@@ -190,6 +191,12 @@ def negative_binomial(key, r, p, shape: tuple[int, ...] | None = None) -> jnp.nd
     r, p = jnp.asarray(r), jnp.asarray(p)
     dtype = jnp.result_type(r, p, float)
     out = jnp.broadcast_shapes(r.shape, p.shape) if shape is None else tuple(shape)
+    # Flat arrays: one compilation per number of values, whatever the shape.
+    return _negative_binomial(key, jnp.broadcast_to(r.astype(dtype), out).ravel(),
+                              jnp.broadcast_to(p.astype(dtype), out).ravel()).reshape(out)
+
+
+@jax.jit
+def _negative_binomial(key, r, p):
     key_gamma, key_poisson = jax.random.split(key)
-    g = gamma(key_gamma, jnp.broadcast_to(r.astype(dtype), out))
-    return poisson(key_poisson, g * (p / (1.0 - p)).astype(dtype))
+    return poisson(key_poisson, gamma(key_gamma, r) * (p / (1.0 - p)))
