@@ -108,7 +108,10 @@ def _poisson_flat(key, lam):
     u, v = _uniform_mid(words[0], dtype), _uniform_open(words[1], dtype)
     x_inv = _invert(u, jnp.where(small, lam, 0.0), K_UNROLLED)
     lam_big = jnp.where(small, LAM_SWITCH, lam)
-    x = jnp.where(small, jnp.where(x_inv >= K_UNROLLED, -2.0, x_inv), _ptrs(lam_big, u, v))
+    # Typical single-cell means are all small: skip the PTRS arithmetic when none is large.
+    x_big = jax.lax.cond(jnp.all(small), lambda: jnp.zeros_like(lam),
+                         lambda: _ptrs(lam_big, u, v))
+    x = jnp.where(small, jnp.where(x_inv >= K_UNROLLED, -2.0, x_inv), x_big)
     group = min(_GROUP, n)
 
     # Inversion beyond the unrolled terms: same u, so X | X >= K_UNROLLED is exact.
