@@ -96,8 +96,20 @@ def _stream_bits(key, rows: int, n: int, stream, part: int) -> jnp.ndarray:
     """
     state = jax.random.bits(jax.random.fold_in(jax.random.fold_in(key, part), stream),
                             (4,), jnp.uint32)
-    return jax.lax.rng_bit_generator(state, (rows, n), jnp.uint32,
-                                     algorithm=jax.lax.RandomAlgorithm.RNG_THREE_FRY)[1]
+
+    @jax.custom_batching.custom_vmap
+    def generate(state):
+        return jax.lax.rng_bit_generator(state, (rows, n), jnp.uint32,
+                                         algorithm=jax.lax.RandomAlgorithm.RNG_THREE_FRY)[1]
+
+    # JAX batches rng_bit_generator by drawing every row's words from the first row's
+    # state, so vmapped draws would depend on the batch (and on the batch size of a
+    # ``lax.map``). One generator call per row keeps each row's words its own.
+    @generate.def_vmap
+    def generate_rows(axis_size, in_batched, state):
+        return jax.lax.map(generate, state), True
+
+    return generate(state)
 
 
 def _words(key, n: int, stream, part: int) -> tuple[jnp.ndarray, jnp.ndarray]:

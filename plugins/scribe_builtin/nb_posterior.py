@@ -19,6 +19,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import betainc
 
+from scribe.gamma import gamma
+from scribe.poisson import poisson
+
 
 def _column(value):
     value = jnp.asarray(value)
@@ -53,10 +56,14 @@ def molecules_mean(x, r, p, nu=None, gate=None):
 
 
 def _nb_draw(key, r, odds):
-    """``NB`` draws with mean ``r odds`` as a Gamma-Poisson mixture (0 where odds = 0)."""
+    """``NB`` draws with mean ``r odds`` as a Gamma-Poisson mixture (0 where odds = 0).
+
+    Fast exact samplers of :mod:`scribe.poisson` (``jax.random.gamma``/``poisson`` cost
+    microseconds per draw on CPU).
+    """
     key_gamma, key_poisson = jax.random.split(key)
-    rate = jax.random.gamma(key_gamma, r) * odds
-    return jax.random.poisson(key_poisson, rate).astype(jnp.result_type(float))
+    rate = gamma(key_gamma, r) * odds
+    return poisson(key_poisson, rate).astype(jnp.result_type(float))
 
 
 def molecules_sample(key, x, r, p, nu=None, gate=None):

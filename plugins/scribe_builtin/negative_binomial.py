@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 from jax.scipy.special import gammaln
-from numpyro.distributions import NegativeBinomialProbs, ZeroInflatedDistribution
+from numpyro.distributions import ZeroInflatedDistribution
 
 import scribe
 from scribe.likelihood import CAPTURE, PROBABILITY, Latent
 
+from .nb_fast import FastNegativeBinomialProbs
 from .nb_posterior import molecules_mean, molecules_sample, nb_cdf
 from .nb_sparse import NBSums
 
@@ -68,7 +69,7 @@ class NegativeBinomial(scribe.Likelihood):
         return p[..., None] if p.ndim == 1 else p
 
     def distribution(self, params: dict):
-        dist = NegativeBinomialProbs(params["r"], self.success_prob(params))
+        dist = FastNegativeBinomialProbs(params["r"], self.success_prob(params))
         if self.zero_inflated:
             dist = ZeroInflatedDistribution(dist, gate=params["gate"])
         return dist

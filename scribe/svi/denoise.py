@@ -38,8 +38,14 @@ def _one_draw(likelihood, mixture: bool, block, params: dict, key) -> jnp.ndarra
             likelihood, lambda x, p: likelihood.denoised(x, p, None), block, params)
         return jnp.einsum("bgk,bk->bg", means, weights)
     key_component, key_molecules = jax.random.split(key)
-    draws = pointwise.per_component(
-        likelihood, lambda x, p: likelihood.denoised(x, p, key_molecules), block, params)
+    # Components one after another (lax.map), not vmapped: under vmap the samplers'
+    # re-proposal loops and branches run for all components at the cost of the slowest.
+    axes = pointwise.component_axes(likelihood.scopes(), params)
+    fixed = {n: v for n, v in params.items() if axes.get(n) is None}
+    mapped = {n: jnp.moveaxis(params[n], ax, 0) for n, ax in axes.items() if ax is not None}
+    draws = jax.lax.map(lambda m: likelihood.denoised(block, {**fixed, **m}, key_molecules),
+                        mapped)
+    draws = jnp.moveaxis(draws, 0, -1)                                         # (B, G, K)
     component = jax.random.categorical(key_component, jnp.log(weights), axis=-1)  # (B,)
     return jnp.take_along_axis(draws, component[:, None, None], axis=-1)[..., 0]
 
