@@ -48,9 +48,11 @@ def test_recovery_small(model_type, parameterization):
     # at 400 x 60 the fit drifts along the unidentified p-capture ridge.
     capture_mixture = model_type in ("nbvcp_mix", "zinbvcp_mix")
     n_cells, n_genes = (1000, 150) if capture_mixture else (400, 60)
-    # n_steps is a cap: the convergence stop ends each fit (capture mixtures need the most).
-    check_recovery(model_type, parameterization, n_cells, n_genes,
-                   n_steps=8000 if capture_mixture else 4000)
+    # n_steps is a cap: the convergence stop ends most fits (capture mixtures need the
+    # most). nbdm_mix `standard` at 400 x 60 has not met the stop by 12,000 steps; at the
+    # 4,000-step cap its p error is 0.021 (threshold 0.02), at 12,000 0.017.
+    n_steps = 8000 if capture_mixture else 12000 if model_type == "nbdm_mix" else 4000
+    check_recovery(model_type, parameterization, n_cells, n_genes, n_steps=n_steps)
 
 
 @pytest.mark.slow
