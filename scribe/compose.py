@@ -21,6 +21,7 @@ from scribe import plugins
 from scribe.anchoring import capture_anchor
 from scribe.counts import SparseCounts
 from scribe.families import validate_prior_args
+from scribe.initial_widths import site_concentrations
 from scribe.likelihood import PROBABILITY
 from scribe.observation import CellCounts
 from scribe.parameterization import CELL, COMPONENT, GENE, SHARED, Site
@@ -208,11 +209,17 @@ class Composition:
         """
         informing = {SHARED: n_cells * n_genes / 50, GENE: n_cells / 2, CELL: n_genes / 2,
                      COMPONENT: n_cells}
+        canonical_guess = dict(canonical_guess)
+        log_variances = canonical_guess.pop("_log_var", None)
         sampled = {}
         for block in self.blocks:
             sampled.update(block.from_canonical(canonical_guess))
         concentrations = {name: min(max(informing[site.scope], 50.0), 1e5)
                           for name, site in self.sites.items()}
+        if log_variances:
+            # Capture models: Laplace widths per gene and cell (scribe.initial_widths).
+            concentrations = site_concentrations(self.blocks, self.sites, canonical_guess,
+                                                 log_variances, concentrations)
         return self.guide_family.initial_params(self, sampled, concentrations)
 
 

@@ -106,24 +106,25 @@ def _lognormal_mode(loc, scale):
     return jnp.exp(loc - scale**2)
 
 
-def _scale(concentration) -> float:
-    return min(_MAX_SCALE, 1.0 / float(concentration) ** 0.5)
+def _scale(concentration):
+    # Scalar or per-element concentrations (data-informed widths, scribe.initial_widths).
+    return jnp.minimum(_MAX_SCALE, jnp.asarray(concentration, jnp.float32) ** -0.5)
 
 
 def _lognormal_init(value, concentration):
     loc = jnp.log(jnp.maximum(value, 1e-6))
-    return loc, jnp.full(jnp.shape(loc), _scale(concentration))
+    return loc, jnp.broadcast_to(_scale(concentration), jnp.shape(loc))
 
 
 def _normal_init(value, concentration):
     value = jnp.asarray(value, dtype=jnp.float32)
-    return value, jnp.full(jnp.shape(value), _scale(concentration))
+    return value, jnp.broadcast_to(_scale(concentration), jnp.shape(value))
 
 
 def _logitnormal_init(value, concentration):
     value = jnp.clip(value, 1e-3, 1 - 1e-3)
     loc = jnp.log(value) - jnp.log1p(-value)
-    return loc, jnp.full(jnp.shape(loc), _scale(concentration))
+    return loc, jnp.broadcast_to(_scale(concentration), jnp.shape(loc))
 
 
 def _dirichlet_mode(alpha):

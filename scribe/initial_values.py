@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from scribe.anchoring import anchor_capture
 from scribe.data import chunks
+from scribe.initial_widths import laplace_log_variances
 from scribe.likelihood import CAPTURE, PROBABILITY, Likelihood
 
 _P_RANGE = (0.02, 0.98)
@@ -202,6 +203,8 @@ def initial_canonical(
 
         guess = _capture_guess(moments, library, groups, zero_inflated, component_specific,
                                mrna_per_cell, retained)
+        widths = laplace_log_variances(counts, guess["r"], guess.pop("_odds_cell"), library,
+                                       labels)
     else:
         guess = _plain_guess(moments, groups, zero_inflated, component_specific)
     if n_components is not None:
@@ -215,6 +218,10 @@ def initial_canonical(
         elif kind == CAPTURE:
             guess[name] = guess["_capture"]
     guess.pop("_capture", None)
+    if has_capture:
+        # Laplace widths of the gene and cell factors (scribe.initial_widths).
+        guess["_log_var"] = {"r": widths["r"], **{n: widths["capture"]
+                                                for n, k in kinds.items() if k == CAPTURE}}
     return guess
 
 
@@ -336,7 +343,8 @@ def _capture_guess(moments: _Moments, library: np.ndarray, groups: list[np.ndarr
     mixture = len(groups) > 1 or component_specific
     p = _odds_to_prob(odds_p)
     return {"p": np.asarray(p) if component_specific else np.float64(p),
-            "r": _stack(rs, mixture), "_gate": _stack(gates, mixture), "_capture": nu}
+            "r": _stack(rs, mixture), "_gate": _stack(gates, mixture), "_capture": nu,
+            "_odds_cell": nu * odds_of_cell}
 
 
 def _prob_to_odds(p):

@@ -29,6 +29,7 @@ import numpyro
 from numpyro.distributions import constraints
 
 from scribe.guide_family import VariationalParam
+from scribe.initial_widths import concentration_for_variance, variance_for_concentration
 from scribe.parameterization import CELL, Site
 
 from .joint_gene import JointGene, coupling_name, loc_name, marginal_family, scale_name
@@ -120,9 +121,13 @@ class JointCapture(JointGene):
         for site in self.coupled_cell_sites(composition):
             for name in site.param_names:
                 params.pop(name)
-            # Uncoupled at the start, as wide as a mean-field factor.
-            loc, scale = marginal_family(site).init_args(
-                jnp.asarray(values[site.name], jnp.float32), concentrations[site.name])
+            # Uncoupled at the start, as wide as a mean-field factor (same variance in the
+            # unconstrained coordinate, so the concentration changes with the family).
+            value, marginal = values[site.name], marginal_family(site)
+            variance = variance_for_concentration(site.family, value, concentrations[site.name])
+            concentration = (concentrations[site.name] if variance is None else
+                             concentration_for_variance(marginal, value, variance))
+            loc, scale = marginal.init_args(jnp.asarray(value, jnp.float32), concentration)
             params[loc_name(site)] = jnp.asarray(loc, jnp.float32)
             params[scale_name(site)] = jnp.asarray(scale, jnp.float32)
             for anchor in anchors:
