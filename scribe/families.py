@@ -107,8 +107,10 @@ def _lognormal_mode(loc, scale):
 
 
 def _scale(concentration):
-    # Scalar or per-element concentrations (data-informed widths, scribe.initial_widths).
-    return jnp.minimum(_MAX_SCALE, jnp.asarray(concentration, jnp.float32) ** -0.5)
+    # A scalar concentration is a rule of thumb, capped at _MAX_SCALE; per-element ones are
+    # Laplace widths from the data (scribe.initial_widths) and are used as given.
+    scale = jnp.asarray(concentration, jnp.float32) ** -0.5
+    return jnp.minimum(_MAX_SCALE, scale) if jnp.ndim(concentration) == 0 else scale
 
 
 def _lognormal_init(value, concentration):

@@ -1,0 +1,146 @@
+"""Initial widths of the capture models' gene and cell factors (``scribe.initial_widths``):
+the Laplace information against finite differences of scipy's NB log-likelihood, and the
+factors' widths against the variance they were asked for, through every parameterization.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy import special, stats
+
+from scribe import ModelConfig
+from scribe.compose import Composition
+from scribe.families import BETA, BETA_PRIME, LOG_NORMAL, LOGIT_NORMAL
+from scribe.initial_values import initial_canonical
+from scribe.initial_widths import (
+    concentration_for_variance,
+    laplace_log_variances,
+    variance_for_concentration,
+)
+from scribe.plugins import lookup_model_type
+from scribe.simulate import simulate_counts
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(3)
+    n_cells, n_genes = 40, 6
+    r = rng.uniform(0.2, 3.0, n_genes)
+    odds = rng.uniform(0.05, 2.0, n_cells)
+    # NumPyro NB(r, p_hat) is scipy nbinom(r, 1 - p_hat); p_hat = odds / (1 + odds).
+    x = rng.negative_binomial(r[None, :], 1 / (1 + odds[:, None]))
+    return x.astype(np.float64), r, odds
+
+
+def _loglik(x, r, odds):
+    return stats.nbinom.logpmf(x, r[None, :], 1 / (1 + odds[:, None]))
+
+
+def test_gene_information_matches_finite_differences(small):
+    x, r, odds = small
+    out = laplace_log_variances(sp.csr_matrix(x), r, odds, x.sum(axis=1), None)
+    # With u = log r: d2l/du2 - dl/du = r^2 l''(r), the information the module uses
+    # (the score term vanishes at the optimum). Central differences with h = 1e-3 in
+    # float64: truncation error O(h^2 |l''''|) ~ 1e-6 relative, rounding ~1e-16 l / h^2
+    # ~ 1e-8, so rtol 1e-4 has a wide margin.
+    h = 1e-3
+    for g in range(x.shape[1]):
+        def total(u, g=g):
+            rr = r.copy()
+            rr[g] = np.exp(u)
+            return _loglik(x, rr, odds)[:, g].sum()
+        u = np.log(r[g])
+        second = (total(u + h) - 2 * total(u) + total(u - h)) / h**2
+        first = (total(u + h) - total(u - h)) / (2 * h)
+        information = -(second - first)
+        np.testing.assert_allclose(1 / out["r"][g] - 1.0, information, rtol=1e-4)
+
+
+def test_cell_information_matches_finite_differences(small):
+    x, r, odds = small
+    out = laplace_log_variances(sp.csr_matrix(x), r, odds, x.sum(axis=1), None)
+    # eta = log odds: the cell's NB log-likelihood is exactly L log p_hat + R log(1 - p_hat)
+    # plus eta-free terms, so its second derivative is exact at any eta.
+    h = 1e-3
+    def total(eta):
+        return _loglik(x, r, np.exp(eta)).sum(axis=1)
+    eta = np.log(odds)
+    second = (total(eta + h) - 2 * total(eta) + total(eta - h)) / h**2
+    np.testing.assert_allclose(1 / out["capture"], -second, rtol=1e-4)
+
+
+def test_mixture_groups_use_their_own_r(small):
+    x, r, odds = small
+    labels = np.arange(x.shape[0]) % 2
+    rs = np.stack([r, 2 * r])
+    out = laplace_log_variances(sp.csr_matrix(x), rs, odds, x.sum(axis=1), labels)
+    for k in range(2):
+        alone = laplace_log_variances(sp.csr_matrix(x[labels == k]), rs[k],
+                                      odds[labels == k], x[labels == k].sum(axis=1), None)
+        np.testing.assert_allclose(out["r"][k], alone["r"], rtol=1e-10)
+        np.testing.assert_allclose(out["capture"][labels == k], alone["capture"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("family", [BETA, BETA_PRIME])
+@pytest.mark.parametrize("value", [0.05, 0.5, 0.9])
+def test_beta_concentration_gives_the_variance_in_logit(family, value):
+    variance = 0.01
+    kappa = concentration_for_variance(family, value, variance)
+    m = value if family is BETA else value / (1 + value)
+    a, b = m * kappa, (1 - m) * kappa
+    # Exact Var(logit X) for X ~ Beta(a, b) (= Var(log phi) for the BetaPrime) is
+    # psi1(a) + psi1(b) = (1/a + 1/b)(1 + O(1/min(a, b))); min(a, b) >= 5 here, so the
+    # first-order formula is within 1/(2 min(a, b)) + 1/kappa ~ 12 %.
+    exact = special.polygamma(1, a) + special.polygamma(1, b)
+    np.testing.assert_allclose(exact, variance, rtol=0.12)
+    np.testing.assert_allclose(variance_for_concentration(family, value, kappa), variance,
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("family", [LOG_NORMAL, LOGIT_NORMAL])
+def test_normal_like_concentration_is_inverse_variance(family):
+    np.testing.assert_allclose(concentration_for_variance(family, 0.3, 0.04), 25.0)
+
+
+@pytest.fixture(scope="module")
+def nbvcp_counts():
+    counts, _ = simulate_counts("nbvcp", 300, 200, r_loc=0.0, seed=1)
+    return sp.csr_matrix(counts.astype(np.float32))
+
+
+@pytest.mark.parametrize("parameterization", ["standard", "linked", "odds_ratio",
+                                              "unconstrained"])
+def test_factors_start_at_the_laplace_width(nbvcp_counts, parameterization):
+    config = ModelConfig("nbvcp", parameterization)
+    guess = initial_canonical(nbvcp_counts, lookup_model_type("nbvcp").likelihood, None,
+                              False, 0)
+    log_var = guess["_log_var"]
+    params = {k: np.asarray(v, np.float64) for k, v in
+              Composition(config).initial_params(guess, *nbvcp_counts.shape).items()}
+    nu = guess["p_capture"]
+    # The capture site's unconstrained coordinate moves with log nu with slope
+    # 1 / (1 - nu) (logit nu, log of the odds ratio (1 - nu)/nu up to sign); its variance
+    # is that squared times Var(log nu). Beta-like factors carry it to the first order
+    # in 1 / concentration (concentrations here >= 10: within ~15 %, see above).
+    target = log_var["p_capture"] / (1 - nu) ** 2
+    if parameterization == "unconstrained":
+        width = params["p_capture_unconstrained_scale"] ** 2
+        floor = np.full_like(nu, np.inf)
+    else:
+        prefix = "phi_capture" if parameterization == "odds_ratio" else "p_capture"
+        a, b = params[f"{prefix}_alpha"], params[f"{prefix}_beta"]
+        width = special.polygamma(1, a) + special.polygamma(1, b)
+        floor = np.minimum(a, b)
+    # Cells clipped at the start (nu at 0.98) or with Beta arguments near their floor of 2
+    # are excluded.
+    inside = (nu < 0.97) & (floor > 10)
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(width[inside], target[inside], rtol=0.15)
+    # Gene factors: LogNormal r / mu (d log mu / d log r = 1) or Normal log r, scale
+    # sqrt(Var(log r)) (no cap: per-element widths are used as given).
+    gene = {"standard": "r_scale", "linked": "mu_scale", "odds_ratio": "mu_scale",
+            "unconstrained": "r_unconstrained_scale"}[parameterization]
+    expected = np.sqrt(log_var["r"])
+    np.testing.assert_allclose(params[gene], expected, rtol=1e-3)
