@@ -100,21 +100,42 @@ def _zero_excess(n: float, nnz: np.ndarray, nb_zero: np.ndarray) -> np.ndarray:
     return np.clip((observed - nb_zero) / np.maximum(1 - nb_zero, 1e-6), 0.01, 0.9)
 
 
-def kmeans(points, k: int, seed: int, n_iter: int = 30) -> np.ndarray:
-    """Cluster labels ``(N,)`` by Lloyd's algorithm with k-means++ seeding.
+#: k-means restarts: k-means++ can seed a centre on an outlier cell, which then stays a
+#: singleton while two real groups share a centre (nbvcp_mix, 20,000 x 2,000: ARI 0.53
+#: from seed 0, 1.0 from seeds 1 and 2); the restart with the lowest inertia is kept.
+KMEANS_RESTARTS = 4
+
+
+def kmeans(points, k: int, seed: int, n_iter: int = 30,
+           n_init: int = KMEANS_RESTARTS) -> np.ndarray:
+    """Cluster labels ``(N,)`` by Lloyd's algorithm with k-means++ seeding, the best
+    (lowest within-cluster sum of squares) of ``n_init`` restarts.
 
     ``points`` ``(N, D)`` may be dense or scipy sparse: distances only need ``|x|^2``
     and the products ``x . centre``; centre sums are accumulated over chunks of
-    non-zeros, so a CSR is never copied (centres take its dtype).
+    non-zeros, so a CSR is never copied (centres take its dtype). Restart ``i`` draws
+    its seeding from ``seed + i``, so ``n_init=1`` is the single run from ``seed``.
     """
     points = sp.csr_matrix(points)
-    n_points, n_dims = points.shape
-    rng = np.random.default_rng(seed)
+    n_points = points.shape[0]
     indptr = points.indptr.astype(np.int64)
     sq_norms = np.zeros(n_points)
     for part in chunks(points.nnz):
         x = points.data[part].astype(np.float64)
         sq_norms += np.bincount(_entry_cells(indptr, part), x * x, minlength=n_points)
+    best, best_inertia = None, np.inf
+    for restart in range(n_init):
+        labels, inertia = _lloyd(points, sq_norms, k, np.random.default_rng(seed + restart),
+                                 n_iter)
+        if inertia < best_inertia:
+            best, best_inertia = labels, inertia
+    return best
+
+
+def _lloyd(points: sp.csr_matrix, sq_norms: np.ndarray, k: int, rng, n_iter: int):
+    """One k-means++ seeding and Lloyd iterations: labels and their inertia."""
+    n_points, n_dims = points.shape
+    indptr = points.indptr.astype(np.int64)
 
     def sq_distances(centres: np.ndarray) -> np.ndarray:
         products = points @ centres.T.astype(points.dtype)
@@ -127,7 +148,8 @@ def kmeans(points, k: int, seed: int, n_iter: int = 30) -> np.ndarray:
         centres = np.vstack([centres, points[[rng.choice(n_points, p=prob)]].toarray()])
     labels = np.full(n_points, -1)
     for _ in range(n_iter):
-        new_labels = np.argmin(sq_distances(centres), axis=1)
+        distances = sq_distances(centres)
+        new_labels = np.argmin(distances, axis=1)
         if np.array_equal(new_labels, labels):
             break
         labels = new_labels
@@ -139,7 +161,8 @@ def kmeans(points, k: int, seed: int, n_iter: int = 30) -> np.ndarray:
         sums = sums.reshape(k, n_dims)
         filled = sizes > 0  # an empty cluster keeps its centre
         centres[filled] = sums[filled] / sizes[filled, None]
-    return labels
+    inertia = float(np.sum(np.maximum(np.min(sq_distances(centres), axis=1), 0)))
+    return labels, inertia
 
 
 def _log_normalised(counts: sp.csr_matrix, library: np.ndarray) -> sp.csr_matrix:
