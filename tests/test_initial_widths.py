@@ -144,3 +144,22 @@ def test_factors_start_at_the_laplace_width(nbvcp_counts, parameterization):
             "unconstrained": "r_unconstrained_scale"}[parameterization]
     expected = np.sqrt(log_var["r"])
     np.testing.assert_allclose(params[gene], expected, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_droplet_like_nbvcp_converges_quickly_at_the_recovery_thresholds():
+    # Droplet-like sparsity (capture 2-10 %, r ~ LogNormal(-1, 1), ~5 % non-zeros), where
+    # the fixed-concentration start needed 8,300 steps at 20,000 x 2,000 because the
+    # factors had to widen 4-7x at ~1 learning rate of log-scale per step. From the
+    # Laplace widths nothing has to widen; 3,000 steps leave room for the relaxation of
+    # the locations (1,300 at 20,000 x 2,000). Thresholds of tests/test_recovery.py.
+    import scribe
+    from scribe.simulate import recovery_errors
+
+    counts, truth = simulate_counts("nbvcp", 4000, 1000, p=0.6, r_loc=-1.0,
+                                    capture_range=(0.02, 0.1), seed=0)
+    results = scribe.fit(counts, "nbvcp", n_steps=3000, seed=0, progress=False)
+    assert results.converged
+    errors = recovery_errors(results, counts, truth)
+    assert errors["r_error"] < 0.15, errors
+    assert errors["p_hat_error"] < 0.10, errors
