@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from scribe.anchoring import anchor_capture
 from scribe.data import chunks
-from scribe.initial_widths import laplace_log_variances
+from scribe.initial_widths import entry_rows, laplace_log_variances
 from scribe.likelihood import CAPTURE, PROBABILITY, Likelihood
 
 _P_RANGE = (0.02, 0.98)
@@ -30,7 +30,7 @@ UNANCHORED_MEDIAN_CAPTURE = 0.5
 
 def _entry_cells(indptr: np.ndarray, part: slice) -> np.ndarray:
     """Row of each stored entry in ``part`` (``indptr`` int64)."""
-    return np.searchsorted(indptr, np.arange(part.start, part.stop), side="right") - 1
+    return entry_rows(indptr, part)
 
 
 class _Moments:

@@ -16,11 +16,23 @@ from scribe.families import BETA, BETA_PRIME, LOG_NORMAL, LOGIT_NORMAL
 from scribe.initial_values import initial_canonical
 from scribe.initial_widths import (
     concentration_for_variance,
+    entry_rows,
     laplace_log_variances,
     variance_for_concentration,
 )
 from scribe.plugins import lookup_model_type
 from scribe.simulate import simulate_counts
+
+
+def test_entry_rows_matches_a_search_per_entry():
+    matrix = sp.random(60, 9, density=0.2, format="csr", random_state=1)
+    matrix = sp.csr_matrix(matrix.multiply(np.arange(60)[:, None] % 4 != 0))  # empty rows
+    indptr = matrix.indptr.astype(np.int64)
+    expected = np.searchsorted(indptr, np.arange(matrix.nnz), side="right") - 1
+    parts = [slice(0, matrix.nnz), slice(5, 5)] + [
+        slice(a, min(a + 7, matrix.nnz)) for a in range(0, matrix.nnz, 7)]
+    for part in parts:
+        np.testing.assert_array_equal(entry_rows(indptr, part), expected[part])
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +42,9 @@ def small():
     r = rng.uniform(0.2, 3.0, n_genes)
     odds = rng.uniform(0.05, 2.0, n_cells)
     # NumPyro NB(r, p_hat) is scipy nbinom(r, 1 - p_hat); p_hat = odds / (1 + odds).
-    x = rng.negative_binomial(r[None, :], 1 / (1 + odds[:, None]))
-    return x.astype(np.float64), r, odds
+    x = rng.negative_binomial(r[None, :], 1 / (1 + odds[:, None])).astype(np.float64)
+    x[:3, :2] = [[70, 0], [150, 3], [64, 63]]   # counts past the module's tally grid (64)
+    return x, r, odds
 
 
 def _loglik(x, r, odds):
