@@ -2,10 +2,12 @@
 
 A factor that starts far narrower (or wider) than the posterior costs thousands of Adam
 steps to reach its width: Adam moves a log-scale by about the learning rate per step,
-and the per-cell factors of a capture model must widen by ~7x (measured on nbvcp,
+and from the fixed-concentration start the per-cell factors of a capture model had to
+widen 2.6x (concentration 1,000 to ~150) and the gene factors 4x (measured on nbvcp,
 20,000 x 2,000: 8,300 steps from the fixed-concentration start, 1,300 from the fitted
-widths). So capture models start each gene and cell factor at its Laplace width: the
-inverse of the observed information at the starting values, the width a mean-field
+widths, 1,300 from these). So capture models start each gene and cell factor at its
+Laplace width: the inverse of the observed information at the starting values, the width
+a mean-field
 factor has at the optimum (its variance is the inverse diagonal precision there).
 
 With ``x_cg ~ NB(r_g, p_hat_c)`` (NumPyro's convention, mean ``r o_c`` with ``o_c =

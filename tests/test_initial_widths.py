@@ -163,7 +163,7 @@ def test_factors_start_at_the_laplace_width(nbvcp_counts, parameterization):
 def test_droplet_like_nbvcp_converges_quickly_at_the_recovery_thresholds():
     # Droplet-like sparsity (capture 2-10 %, r ~ LogNormal(-1, 1), ~5 % non-zeros), where
     # the fixed-concentration start needed 8,300 steps at 20,000 x 2,000 because the
-    # factors had to widen 4-7x at ~1 learning rate of log-scale per step. From the
+    # factors had to widen 2.6-4x at ~1 learning rate of log-scale per step. From the
     # Laplace widths nothing has to widen; 3,000 steps leave room for the relaxation of
     # the locations (1,300 at 20,000 x 2,000). Thresholds of tests/test_recovery.py,
     # under the simulation's r prior: at this sparsity the NB is nearly Poisson and the
