@@ -7,8 +7,8 @@ widen 2.6x (concentration 1,000 to ~150) and the gene factors 4x (measured on nb
 20,000 x 2,000: 8,300 steps from the fixed-concentration start, 1,300 from the fitted
 widths, 1,300 from these). So capture models start each gene and cell factor at its
 Laplace width: the inverse of the observed information at the starting values, the width
-a mean-field
-factor has at the optimum (its variance is the inverse diagonal precision there).
+a mean-field factor has at the optimum (its variance is the inverse diagonal precision
+there).
 
 With ``x_cg ~ NB(r_g, p_hat_c)`` (NumPyro's convention, mean ``r o_c`` with ``o_c =
 odds(p_hat_c)``):
