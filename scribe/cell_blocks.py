@@ -154,7 +154,7 @@ def _checked_csr(block: Any, first_cell: int) -> sp.csr_matrix:
     csr.sum_duplicates()
     csr.eliminate_zeros()
     if csr.nnz and float(csr.data.max()) > MAX_COUNT:
-        row, col = _first_bad_sparse(csr, lambda v: v > MAX_COUNT)
+        row, col = _first_bad_sparse(csr, lambda v: v.astype(np.float64) > MAX_COUNT)
         raise CountsError(
             f"counts must be at most {MAX_COUNT:,} (2**31 - 1, kept exactly as integers): "
             f"found {csr[row, col]:.6g} at cell {row + first_cell}, gene {col}")
@@ -230,3 +230,16 @@ def is_lazy_counts(data: Any, layer: str | None = None) -> bool:
             if layer in data.layers else None
         return matrix is not None and _is_lazy(matrix)
     return _is_lazy(data) and type(data).__name__ != "DataFrame"
+
+
+def read_in_memory(matrix: Any, block_cells: int = DEFAULT_BLOCK_CELLS):
+    """An on-disk or lazy matrix read into memory block by block: a CSR when any block is
+    sparse (never densified), else a dense array. Peak: the result plus one block.
+    Values are not validated here (:func:`scribe.data.prepare_counts` does)."""
+    reader = CellBlocks.__new__(CellBlocks)
+    reader._matrix, reader.block_cells = matrix, int(block_cells)
+    reader.shape = tuple(int(n) for n in matrix.shape)
+    blocks = [block for _, block in reader._source_blocks()]
+    if any(sp.issparse(block) for block in blocks):
+        return sp.vstack([sp.csr_matrix(block) for block in blocks], format="csr")
+    return np.concatenate([np.asarray(block) for block in blocks], axis=0)

@@ -195,7 +195,7 @@ def stream_counts(blocks: CellBlocks, keep_entries: bool = False,
     n_cells, n_genes = blocks.shape
     width = LARGE_COUNT + 1
     cell_totals, cell_lf, cell_nonzero = (np.zeros(n_cells) for _ in range(3))
-    gene_sums = np.zeros((5, n_genes))   # totals, log-factorials, non-zeros, x^2, x^3
+    gene_totals = np.zeros(n_genes)
     pairs = np.zeros(n_genes * width, np.int64)
     large = {"values": [], "cells": [], "genes": []}
     sample_index = _sample_index(n_cells, int(sample_cells), seed)
@@ -214,9 +214,7 @@ def stream_counts(blocks: CellBlocks, keep_entries: bool = False,
         cell_totals[rows] = np.bincount(local, values, minlength=n_rows)
         cell_lf[rows] = np.bincount(local, log_factorial, minlength=n_rows)
         cell_nonzero[rows] = lengths
-        squares = values * values
-        for i, weights in enumerate((values, log_factorial, None, squares, squares * values)):
-            gene_sums[i] += np.bincount(genes, weights, minlength=n_genes)
+        gene_totals += np.bincount(genes, values, minlength=n_genes)   # exact integers
         short = np.minimum(values, LARGE_COUNT).astype(np.int64)
         pairs += np.bincount(genes.astype(np.int64) * width + short, minlength=pairs.size)
         is_large = values > LARGE_COUNT
@@ -232,8 +230,9 @@ def stream_counts(blocks: CellBlocks, keep_entries: bool = False,
             kept["values"].append(_compact_values(csr.data))
             kept["genes"].append(genes.astype(gene_dtype))
             kept["lengths"].append(lengths.astype(np.int64))
-        del csr, values, genes, local, log_factorial, squares
+        del csr, values, genes, local, log_factorial
     large = {k: np.concatenate(v) if v else np.zeros(0, np.int32) for k, v in large.items()}
+    gene_sums = _gene_sums(pairs.reshape(n_genes, width), large)
     sample = (sp.vstack(sample_parts, format="csr") if sample_parts
               else sp.csr_matrix((0, n_genes), dtype=np.float32))
     entries = None
@@ -244,11 +243,37 @@ def stream_counts(blocks: CellBlocks, keep_entries: bool = False,
                               _concatenate(kept["genes"], gene_dtype), indptr)
     return StreamedCounts(
         shape=(n_cells, n_genes), cell_totals=cell_totals, cell_log_factorial=cell_lf,
-        cell_nonzero=cell_nonzero, gene_totals=gene_sums[0], gene_log_factorial=gene_sums[1],
-        gene_nonzero=gene_sums[2], gene_squares=gene_sums[3], gene_cubes=gene_sums[4],
+        cell_nonzero=cell_nonzero, gene_totals=gene_totals, gene_log_factorial=gene_sums[0],
+        gene_nonzero=gene_sums[1], gene_squares=gene_sums[2], gene_cubes=gene_sums[3],
         pairs=pairs, large=large, max_count=max_count, sample_cells=sample_index,
         sample=sp.csr_matrix(sample), entries=entries,
         read_seconds=time.perf_counter() - start_time)
+
+
+def _gene_sums(table: np.ndarray, large: dict) -> np.ndarray:
+    """Per-gene ``sum log x!``, ``#{x > 0}``, ``sum x^2``, ``sum x^3``, ``(4, G)``, from the
+    value table ``#{c : min(x_cg, 16) = v}`` ``(G, 17)`` and the entries above 16.
+
+    Computed from counts rather than accumulated block by block, so that they do not
+    depend on how the cells were split into blocks (float64 sums in another order differ
+    in the last bits).
+    """
+    n_genes, width = table.shape
+    v = np.arange(width, dtype=np.float64)
+    above = np.bincount(large["genes"], minlength=n_genes).astype(np.float64)
+    exact = table.astype(np.float64)
+    exact[:, -1] -= above     # the last column counts x >= 16; keep only x == 16
+    x = large["values"].astype(np.float64)
+
+    def total(per_value, per_large):
+        return exact @ per_value + np.bincount(large["genes"], per_large, minlength=n_genes)
+
+    return np.stack([
+        total(gammaln(v + 1.0), gammaln(x + 1.0)),
+        exact[:, 1:].sum(axis=1) + above,
+        total(v**2, x**2),
+        total(v**3, x**3),
+    ])
 
 
 def _concatenate(parts: list[np.ndarray], empty_dtype) -> np.ndarray:
