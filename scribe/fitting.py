@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
@@ -185,6 +186,7 @@ def fit(
                          component_specific_params=component_specific_params,
                          mrna_per_cell=mrna_per_cell, mrna_log_sd=mrna_log_sd,
                          guide_family=guide_family)
+    started = time.perf_counter()
     if lookup_model_type(model_type).likelihood is not None:
         # One pass over the counts, in memory or on disk (scribe.fit_counts).
         counts, adata = stream_for_fit(data, config, batch_size, seed, layer=layer,
@@ -199,6 +201,7 @@ def fit(
     if config.mrna_total is not None:
         warn_clipped_anchor(counts if library is None else library[:, None],
                             config.mrna_total)
+    read_s = time.perf_counter() - started
     monitor = ConvergenceMonitor(tol=tol, patience=patience)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
@@ -223,6 +226,8 @@ def fit(
                                                prior_params, converged=monitor.converged)
     if isinstance(counts, StreamedCounts):
         record_sample(results, counts, config)
+    # Wall seconds of the setup phases and the loop (benchmarks; not saved with results).
+    results.timings = {"read_s": read_s, **getattr(run, "timings", {})}
     if store_counts:
         if isinstance(counts, StreamedCounts):
             # The pass kept no matrix: read the counts again (in blocks) to store them.
