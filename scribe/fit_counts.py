@@ -5,9 +5,11 @@ one pass over the counts, wherever they are (:mod:`scribe.cell_blocks`):
 
 * nbdm, zinb, nbvcp over all cells: the statistics only, ``O(C + 17 G)`` on the device
   (their likelihood totals need no entry; :meth:`scribe.Likelihood.needs_entries`);
-* mixtures, zinbvcp and every mini-batch fit (``batch_size``): the non-zeros too, kept
-  compact on the host while the pass runs (4 bytes each with < 65,536 genes and counts),
-  then put on the device as float32 values and int32 genes and cells (12 bytes each).
+* mixtures and zinbvcp over all cells: the non-zeros too, kept compact on the host while
+  the pass runs (4 bytes each with < 65,536 genes and counts), then put on the device as
+  float32 values and int32 genes and cells (12 bytes each);
+* every mini-batch fit (``batch_size``): the statistics on the device and the compact
+  non-zeros on the host; each step gathers its batch (:mod:`scribe.host_batches`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from scribe.cell_blocks import DEFAULT_BLOCK_CELLS, open_counts
 from scribe.config import ModelConfig
 from scribe.counts import SparseCounts
 from scribe.counts_stream import SAMPLE_CELLS, StreamedCounts, stream_counts
+from scribe.host_batches import host_batched
 
 
 def needs_entries(model_config: ModelConfig, batch_size: int | None) -> bool:
@@ -69,7 +72,11 @@ def device_counts(streamed: StreamedCounts, model_config: ModelConfig,
         raise ValueError(
             f"model type '{model_config.model_type}' with batch_size={batch_size} needs the "
             f"non-zeros, which this pass did not keep: stream with keep_entries=True")
-    counts = streamed.sparse_counts(with_entries=with_entries)
-    # The host copy is no longer needed once the device holds the entries.
+    if batch_size is not None:
+        # Mini-batches: the entries stay on the host, each batch is gathered by callback.
+        counts = host_batched(streamed)
+    else:
+        counts = streamed.sparse_counts(with_entries=with_entries)
+    # The host copy now lives in the counts (batches) or on the device (full data).
     streamed.entries = None
     return counts.with_batch_size(batch_size)

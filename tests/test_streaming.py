@@ -310,3 +310,25 @@ def test_statistics_memory_is_bounded_by_the_block(tmp_path):
     tracemalloc.stop()
     assert streamed.nnz == x.nnz
     assert peak < bound, (peak, bound)
+
+
+def test_host_batches_equal_device_batches(matrix):
+    """A batch gathered on the host by callback equals SparseCounts.take_cells on the
+    device, padding included (an empty cell and the cell with counts above 2**16 in it)."""
+    from scribe.counts import _ARRAYS
+    from scribe.host_batches import host_batched
+
+    hosted = host_batched(_stream(matrix, block_cells=64)).with_batch_size(50)
+    device = SparseCounts.from_matrix(matrix).with_batch_size(50)
+    assert hosted.batch_capacity == device.batch_capacity
+    assert hosted.nnz == 0     # nothing but statistics on the device
+    index = jnp.asarray(np.r_[0, 3, np.random.default_rng(2).choice(
+        np.arange(5, N_CELLS), 48, replace=False)], jnp.int32)
+    take = jax.jit(lambda counts, i: counts.take_cells(i))
+    a, b = take(hosted, index), take(device, index)
+    for name in _ARRAYS:
+        if getattr(b, name) is None:
+            assert getattr(a, name) is None
+        else:
+            np.testing.assert_array_equal(np.asarray(getattr(a, name)),
+                                          np.asarray(getattr(b, name)), err_msg=name)
