@@ -152,6 +152,7 @@ def worker(args) -> dict:
         "setup_s": setup_s, "time_to_first_step_s": setup_s + first_step_compile_s,
         "step_ms": 1e3 * step_s, "fit_s": fit_s, "n_steps_run": int(results.n_steps_run),
         "converged": bool(results.converged), "peak_rss_mb": _rss_mb(),
+        "process_cpu_s": time.process_time(),
         "initial_values_cells": int(results.idata.optimization.attrs.get(
             "initial_values_cells", -1)),
     }

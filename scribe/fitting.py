@@ -186,7 +186,7 @@ def fit(
                          component_specific_params=component_specific_params,
                          mrna_per_cell=mrna_per_cell, mrna_log_sd=mrna_log_sd,
                          guide_family=guide_family)
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     if lookup_model_type(model_type).likelihood is not None:
         # One pass over the counts, in memory or on disk (scribe.fit_counts).
         counts, adata = stream_for_fit(data, config, batch_size, seed, layer=layer,
@@ -202,6 +202,7 @@ def fit(
         warn_clipped_anchor(counts if library is None else library[:, None],
                             config.mrna_total)
     read_s = time.perf_counter() - started
+    read_cpu_s = time.process_time() - started_cpu
     monitor = ConvergenceMonitor(tol=tol, patience=patience)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
@@ -227,7 +228,8 @@ def fit(
     if isinstance(counts, StreamedCounts):
         record_sample(results, counts, config)
     # Wall seconds of the setup phases and the loop (benchmarks; not saved with results).
-    results.timings = {"read_s": read_s, **getattr(run, "timings", {})}
+    results.timings = {"read_s": read_s, "read_cpu_s": read_cpu_s,
+                       **getattr(run, "timings", {})}
     if store_counts:
         if isinstance(counts, StreamedCounts):
             # The pass kept no matrix: read the counts again (in blocks) to store them.
