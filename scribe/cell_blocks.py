@@ -80,17 +80,17 @@ class CellBlocks:
             raise ValueError(f"block_cells must be a positive integer, got {block_cells!r}")
         self.block_cells = int(block_cells)
         self.lazy = _is_lazy(matrix)
-        if not self.lazy:
-            matrix = _in_memory(matrix)
-        shape = tuple(int(n) for n in getattr(matrix, "shape", ()))
+        shape = tuple(int(n) for n in getattr(matrix, "shape", np.shape(matrix)))
         if len(shape) != 2:
             raise CountsError(f"counts must be a 2-D cells x genes matrix, got "
                               f"{len(shape)}-D with shape {shape}")
         if 0 in shape:
             raise CountsError(f"counts are empty: shape {shape}")
         if cells_axis == 1:
-            matrix = matrix.T    # numpy / scipy / dask: a view; on-disk: refused below
+            matrix = matrix.T    # numpy / scipy / dask: a view (on-disk ones are refused)
             shape = shape[::-1]
+        if not self.lazy:
+            matrix = _in_memory(matrix)   # after the transpose: CSC.T is a CSR, no copy
         self._matrix = matrix
         self.shape = shape
         self._check_dtype(getattr(matrix, "dtype", None))

@@ -36,7 +36,8 @@ def needs_entries(model_config: ModelConfig, batch_size: int | None) -> bool:
 def stream_for_fit(data: Any, model_config: ModelConfig, batch_size: int | None, seed: int,
                    layer: str | None = None, cells_axis: int = 0,
                    block_cells: int = DEFAULT_BLOCK_CELLS,
-                   sample_cells: int = SAMPLE_CELLS) -> tuple[StreamedCounts, Any]:
+                   sample_cells: int = SAMPLE_CELLS,
+                   check_shape=None) -> tuple[StreamedCounts, Any]:
     """One pass over ``data`` keeping what fitting ``model_config`` needs.
 
     Parameters
@@ -49,6 +50,9 @@ def stream_for_fit(data: Any, model_config: ModelConfig, batch_size: int | None,
         Seeds the cell sample of mixtures' starting values.
     layer, cells_axis : as :func:`scribe.fit`
     block_cells, sample_cells : int
+    check_shape : callable, optional
+        Called with ``(n_cells, n_genes)`` before the pass (arguments that depend on the
+        data's size fail before anything is read).
 
     Returns
     -------
@@ -57,6 +61,8 @@ def stream_for_fit(data: Any, model_config: ModelConfig, batch_size: int | None,
     """
     blocks, adata = open_counts(data, layer=layer, cells_axis=cells_axis,
                                 block_cells=block_cells)
+    if check_shape is not None:
+        check_shape(*blocks.shape)
     if batch_size is not None and batch_size >= blocks.shape[0]:
         batch_size = None
     streamed = stream_counts(blocks, keep_entries=needs_entries(model_config, batch_size),

@@ -189,8 +189,9 @@ def fit(
     started, started_cpu = time.perf_counter(), time.process_time()
     if lookup_model_type(model_type).likelihood is not None:
         # One pass over the counts, in memory or on disk (scribe.fit_counts).
-        counts, adata = stream_for_fit(data, config, batch_size, seed, layer=layer,
-                                       cells_axis=cells_axis)
+        counts, adata = stream_for_fit(
+            data, config, batch_size, seed, layer=layer, cells_axis=cells_axis,
+            check_shape=lambda n_cells, n_genes: check_data_fit(config, n_cells, n_genes))
         warn_zero_genes(counts.gene_nonzero)
         library = counts.cell_totals
     else:
