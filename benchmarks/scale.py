@@ -202,24 +202,42 @@ def run(args) -> None:
             json.dump({"meta": meta, "rows": rows}, handle, indent=1)
 
 
+def _cpu_columns(r: dict) -> dict:
+    """CPU-second equivalents of the wall figures (None for rows without CPU times)."""
+    if "first_chunk_cpu_s" not in r:
+        return {}
+    step = r["loop_cpu_s"] / r["loop_steps"] if r.get("loop_steps") else 0.0
+    setup = sum(r.get(k, 0.0) for k in ("read_cpu_s", "initial_values_cpu_s",
+                                         "device_counts_cpu_s", "svi_init_cpu_s"))
+    first = setup + r["first_chunk_cpu_s"] - (r["first_chunk_steps"] - 1) * step
+    return {"setup_cpu_s": setup, "first_step_cpu_s": first, "step_cpu_ms": 1e3 * step}
+
+
 def table(paths: list[str]) -> str:
-    lines = ["| size | model | batch | source | open s | pass s | init s | svi.init s | "
-             "first step s | step ms | steps | conv. | peak RSS GB |",
+    def both(wall, cpu, fmt="{:.1f}"):
+        return fmt.format(wall) + ("" if cpu is None else " (" + fmt.format(cpu) + ")")
+
+    lines = ["| size | model | batch | source | pass s | starting values s | svi.init s | "
+             "first step s | step ms | steps | conv. | peak RSS GB | load |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in paths:
         with open(path) as handle:
-            for r in json.load(handle)["rows"]:
-                if "error" in r:
-                    lines.append(f"| {r['size']} | {r['model_type']} | {r['batch_size']} | "
-                                 f"{r['source']} | failed: {r['error'][-80:]!r} |")
-                    continue
-                lines.append(
-                    f"| {r['size']} | {r['model_type']} | {r['batch_size'] or 'all'} | "
-                    f"{r['source']} | {r['open_s']:.1f} | {r['read_s']:.1f} | "
-                    f"{r['initial_values_s']:.1f} | {r['svi_init_s']:.1f} | "
-                    f"{r['time_to_first_step_s']:.1f} | {r['step_ms']:.1f} | "
-                    f"{r['n_steps_run']} | {'yes' if r['converged'] else 'no'} | "
-                    f"{r['peak_rss_mb'] / 1024:.2f} |")
+            rows = json.load(handle)["rows"]
+        for r in rows:
+            if "error" in r:
+                lines.append(f"| {r['size']} | {r['model_type']} | {r['batch_size']} | "
+                             f"{r['source']} | failed: {r['error'][-80:]!r} |")
+                continue
+            c = _cpu_columns(r)
+            lines.append(
+                f"| {r['size']} | {r['model_type']} | {r['batch_size'] or 'all'} | "
+                f"{r['source']} | {both(r['read_s'], r.get('read_cpu_s'))} | "
+                f"{both(r['initial_values_s'], r.get('initial_values_cpu_s'))} | "
+                f"{both(r['svi_init_s'], r.get('svi_init_cpu_s'))} | "
+                f"{both(r['time_to_first_step_s'], c.get('first_step_cpu_s'))} | "
+                f"{both(r['step_ms'], c.get('step_cpu_ms'))} | "
+                f"{r['n_steps_run']} | {'yes' if r['converged'] else 'no'} | "
+                f"{r['peak_rss_mb'] / 1024:.2f} | {r.get('load_before', '')} |")
     return "\n".join(lines)
 
 
