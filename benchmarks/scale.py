@@ -17,7 +17,8 @@ needed), starting values, device arrays, ``svi.init`` (compiled), the time to th
 step (everything up to the end of the first compiled chunk, less the chunk's other steps
 at the measured step time), the step time (median over the later chunks), steps run and
 whether the fit converged, and the peak RSS. ``--steps N`` caps the steps (``tol`` stays
-the default, so a fit may stop earlier; the 2-minute target uses ``--converge``).
+the default, so a fit may stop earlier). Wall and CPU seconds are both recorded (CPU
+seconds are what a loaded machine does not inflate).
 
 Counts: cells of three types (equal shares), each with its own gene profile (log-normal
 weights, one third of the genes 4-fold up per type); per cell a library of ``1 + NB``

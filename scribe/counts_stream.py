@@ -54,13 +54,6 @@ class HostEntries:
     def nbytes(self) -> int:
         return int(self.values.nbytes + self.genes.nbytes + self.indptr.nbytes)
 
-    def csr(self, dtype=np.float32) -> sp.csr_matrix:
-        """The counts as a CSR (a new matrix of ``dtype`` values)."""
-        n_cells = self.indptr.size - 1
-        n_genes = int(self.genes.max()) + 1 if self.genes.size else 0
-        return sp.csr_matrix((self.values.astype(dtype), self.genes.astype(np.int32),
-                              self.indptr), shape=(n_cells, max(n_genes, 1)))
-
 
 @dataclass
 class StreamedCounts:
