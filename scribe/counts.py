@@ -253,27 +253,34 @@ class SparseCounts:
             raise ValueError("no batch capacity: call with_batch_size() first")
         index = jnp.asarray(index, jnp.int32)
         row, source, valid = gather_rows(self.indptr, index, capacity[0])
-        values = _take(self.values, source, valid)
-        genes = _take(self.genes, source, valid)
-        log_factorial = jnp.where(valid, gammaln(values + 1.0), 0.0)
-        nonzero = (values > 0).astype(values.dtype)
         large_row, large_source, large_valid = gather_rows(self.large_indptr, index,
                                                            capacity[1])
+        return self._batch(index, {
+            "values": _take(self.values, source, valid), "cells": row,
+            "genes": _take(self.genes, source, valid),
+            "large_values": _take(self.large_values, large_source, large_valid),
+            "large_cells": large_row,
+            "large_genes": _take(self.large_genes, large_source, large_valid)})
+
+    def _batch(self, index: jnp.ndarray, entries: dict) -> SparseCounts:
+        """The batch of cells ``index`` from its gathered entries (``values``, ``cells``,
+        ``genes`` and the ``large_*`` ones, padded with zero values): per-cell statistics
+        are read, per-gene ones summed over the batch's entries."""
+        values, genes = entries["values"], entries["genes"]
+        valid = values > 0
+        log_factorial = jnp.where(valid, gammaln(values + 1.0), 0.0)
 
         def per_gene(weights):
             return jax.ops.segment_sum(weights, genes, num_segments=self.n_genes)
 
         arrays = {
-            "values": values, "cells": row, "genes": genes,
+            **entries,
             "cell_totals": self.cell_totals[index],
             "cell_log_factorial": self.cell_log_factorial[index],
             "cell_nonzero": self.cell_nonzero[index],
             "gene_totals": per_gene(values),
             "gene_log_factorial": per_gene(log_factorial),
-            "gene_nonzero": per_gene(nonzero),
-            "large_values": _take(self.large_values, large_source, large_valid),
-            "large_cells": large_row,
-            "large_genes": _take(self.large_genes, large_source, large_valid),
+            "gene_nonzero": per_gene(valid.astype(values.dtype)),
         }
         return SparseCounts(arrays, (index.shape[0], self.n_genes))
 

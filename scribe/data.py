@@ -45,20 +45,6 @@ def _is_anndata(data: Any) -> bool:
 BACKED_BLOCK = 10_000
 
 
-def _read_backed(matrix):
-    """An on-disk matrix of a backed AnnData (h5py dataset or sparse dataset), in memory.
-
-    Read in blocks of ``BACKED_BLOCK`` rows, so that the peak is the result plus one
-    block (a sparse dataset is never densified).
-    """
-    n_rows = int(matrix.shape[0])
-    blocks = [matrix[start:min(start + BACKED_BLOCK, n_rows)]
-              for start in range(0, n_rows, BACKED_BLOCK)]
-    if any(sp.issparse(block) for block in blocks):
-        return sp.vstack([sp.csr_matrix(block) for block in blocks], format="csr")
-    return np.concatenate([np.asarray(block) for block in blocks], axis=0)
-
-
 def _is_in_memory(matrix) -> bool:
     # An h5py dataset has __array__ but lives in a file; anndata's sparse datasets have
     # neither: both are read in blocks.
@@ -67,22 +53,27 @@ def _is_in_memory(matrix) -> bool:
 
 
 def _select_matrix(data: Any, layer: str | None):
+    from scribe.cell_blocks import _is_dask, read_in_memory
+
     if _is_anndata(data):
         if layer is None:
             if data.X is None:
                 raise CountsError("the AnnData has no .X; pass layer= to choose a layer")
-            if getattr(data, "isbacked", False) and not _is_in_memory(data.X):
-                return _read_backed(data.X)
-            return data.X
-        if layer not in data.layers:
+            matrix = data.X
+        elif layer not in data.layers:
             raise CountsError(
                 f"layer '{layer}' not found in the AnnData; its layers: "
                 f"{', '.join(data.layers.keys()) or '(none)'}"
             )
-        return data.layers[layer]
+        else:
+            matrix = data.layers[layer]
+        if _is_dask(matrix) or not _is_in_memory(matrix):
+            # Backed, zarr or dask: read in blocks of cells (never densified).
+            return read_in_memory(matrix, BACKED_BLOCK)
+        return matrix
     if layer is not None:
         raise CountsError("layer= applies to AnnData input only")
-    return data
+    return read_in_memory(data, BACKED_BLOCK) if _is_dask(data) else data
 
 
 _CHECKS = (

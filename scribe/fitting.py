@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
@@ -11,7 +12,9 @@ from numpyro.optim import Adam
 from scribe.anchoring import DEFAULT_LOG_SD, warn_clipped_anchor
 from scribe.compose import check_prior_shapes, validated_priors
 from scribe.config import ModelConfig
+from scribe.counts_stream import StreamedCounts, record_sample, warn_zero_genes
 from scribe.data import prepare_counts
+from scribe.fit_counts import stream_for_fit
 from scribe.plugins import lookup_model_type
 from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
 from scribe.svi.engine import SVIInferenceEngine
@@ -183,11 +186,24 @@ def fit(
                          component_specific_params=component_specific_params,
                          mrna_per_cell=mrna_per_cell, mrna_log_sd=mrna_log_sd,
                          guide_family=guide_family)
-    counts, adata = prepare_counts(data, layer=layer, cells_axis=cells_axis)
+    started, started_cpu = time.perf_counter(), time.process_time()
+    if lookup_model_type(model_type).likelihood is not None:
+        # One pass over the counts, in memory or on disk (scribe.fit_counts).
+        counts, adata = stream_for_fit(
+            data, config, batch_size, seed, layer=layer, cells_axis=cells_axis,
+            check_shape=lambda n_cells, n_genes: check_data_fit(config, n_cells, n_genes))
+        warn_zero_genes(counts.gene_nonzero)
+        library = counts.cell_totals
+    else:
+        counts, adata = prepare_counts(data, layer=layer, cells_axis=cells_axis)
+        library = None
     n_cells, n_genes = counts.shape
     check_data_fit(config, n_cells, n_genes)
     if config.mrna_total is not None:
-        warn_clipped_anchor(counts, config.mrna_total)
+        warn_clipped_anchor(counts if library is None else library[:, None],
+                            config.mrna_total)
+    read_s = time.perf_counter() - started
+    read_cpu_s = time.process_time() - started_cpu
     monitor = ConvergenceMonitor(tol=tol, patience=patience)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
@@ -210,6 +226,15 @@ def fit(
     results = SVIResultsFactory.create_results(run, config, adata, counts, n_cells, n_genes,
                                                config.model_type, config.n_components,
                                                prior_params, converged=monitor.converged)
+    if isinstance(counts, StreamedCounts):
+        record_sample(results, counts, config)
+    # Wall seconds of the setup phases and the loop (benchmarks; not saved with results).
+    results.timings = {"read_s": read_s, "read_cpu_s": read_cpu_s,
+                       **getattr(run, "timings", {})}
     if store_counts:
+        if isinstance(counts, StreamedCounts):
+            # The pass kept no matrix: read the counts again (in blocks) to store them.
+            counts = prepare_counts(data, layer=layer, cells_axis=cells_axis,
+                                    warn_zero_genes=False)[0]
         results.set_observed_counts(counts)
     return results

@@ -37,7 +37,10 @@ class _Moments:
     """Per-group, per-gene sums of ``1[x > 0]``, ``x``, ``x^2``, ``x^3``, ``(K, G)`` each,
     accumulated in float64 over chunks of non-zeros (no copy of the matrix)."""
 
-    def __init__(self, counts: sp.csr_matrix, labels: np.ndarray | None, n_groups: int):
+    def __init__(self, counts: sp.csr_matrix | None, labels: np.ndarray | None,
+                 n_groups: int):
+        if counts is None:   # filled by from_sums
+            return
         n_cells, n_genes = counts.shape
         labels = np.zeros(n_cells, np.int64) if labels is None else labels.astype(np.int64)
         self.sizes = np.bincount(labels, minlength=n_groups).astype(np.float64)
@@ -49,6 +52,16 @@ class _Moments:
             for power, weights in enumerate((None, x, x * x, x * x * x)):
                 sums[power] += np.bincount(key, weights, minlength=n_groups * n_genes)
         self.sums = sums.reshape(4, n_groups, n_genes)
+
+    @classmethod
+    def from_sums(cls, n_cells: int, nonzero: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+                  s3: np.ndarray) -> _Moments:
+        """One group of all cells from per-gene sums ``(G,)`` computed elsewhere (e.g. by
+        :func:`scribe.counts_stream.stream_counts`)."""
+        moments = cls(None, None, 1)
+        moments.sizes = np.array([float(n_cells)])
+        moments.sums = np.stack([nonzero, s1, s2, s3]).astype(np.float64)[:, None, :]
+        return moments
 
     def group(self, k: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(n, nnz, s1, s2, s3)`` of group ``k``; all cells when the group is empty."""
@@ -203,20 +216,31 @@ def initial_canonical(
     """
     # No copy for CSR input: moments are accumulated in float64 over chunks.
     counts = counts if sp.isspmatrix_csr(counts) else sp.csr_matrix(counts)
-    n_cells = counts.shape[0]
-    kinds = {lat.name: lat.kind for lat in likelihood.latents}
-    has_capture = CAPTURE in kinds.values()
     library = _library(counts)
-
     if n_components is None:
         labels, n_groups = None, 1
+    else:
+        labels = kmeans(_log_normalised(counts, library), n_components, seed)
+        n_groups = n_components
+    return guess_from_moments(_Moments(counts, labels, n_groups), library, labels,
+                              likelihood, n_components, component_specific, mrna_per_cell)
+
+
+def guess_from_moments(
+    moments: _Moments, library: np.ndarray, labels: np.ndarray | None,
+    likelihood: Likelihood, n_components: int | None, component_specific: bool,
+    mrna_per_cell: float | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`initial_canonical` from per-group moments, library sizes ``(C,)`` and the
+    cells' group labels ``(C,)`` (None: one group)."""
+    n_cells = library.shape[0]
+    kinds = {lat.name: lat.kind for lat in likelihood.latents}
+    has_capture = CAPTURE in kinds.values()
+    if labels is None:
         groups = [np.arange(n_cells)]
     else:
-        labels, n_groups = kmeans(_log_normalised(counts, library), n_components, seed), \
-            n_components
         groups = [np.flatnonzero(labels == k) for k in range(n_components)]
         groups = [g if g.size else np.arange(n_cells) for g in groups]
-    moments = _Moments(counts, labels, n_groups)
 
     zero_inflated = PROBABILITY in kinds.values()
     if has_capture:

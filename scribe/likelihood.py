@@ -108,6 +108,16 @@ class Likelihood:
         """Log-likelihood of all counts, a scalar."""
         return jnp.sum(self.cell_log_prob(counts, params))
 
+    def needs_entries(self, mixture: bool) -> bool:
+        """Whether a full-data fit must hold the non-zero entries, not only the statistics.
+
+        ``total_log_prob`` of a non-mixture that reads only the statistics of
+        :class:`SparseCounts` (totals, log-factorial sums, the exceedance histogram, the
+        large entries) lets fitting keep ``O(C + G)`` instead of the non-zeros.
+        Mixtures evaluate per cell (``cell_log_prob``). The default is True, always right.
+        """
+        return True
+
     def cdf(self, counts: jnp.ndarray, params: dict) -> jnp.ndarray:
         """Elementwise ``P(X <= x)``, shape ``(C, G)`` (goodness of fit).
 

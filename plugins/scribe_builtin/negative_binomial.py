@@ -96,6 +96,11 @@ class NegativeBinomial(scribe.Likelihood):
             return None
         return NBSums(counts, r, p, gate)
 
+    def needs_entries(self, mixture: bool) -> bool:
+        """Entries for mixtures (per-cell sums) and zinbvcp (``A`` per entry); nbdm, zinb
+        and nbvcp totals read only the statistics (:meth:`NBSums.total`)."""
+        return mixture or (self.zero_inflated and self.variable_capture)
+
     def cell_log_prob(self, counts, params, gene_weights=None):
         sums = self._sums(counts, params)
         if sums is None:

@@ -24,10 +24,12 @@ from tqdm.auto import tqdm
 
 from scribe import plugins
 from scribe.config import ModelConfig
-from scribe.counts import SparseCounts
+from scribe.counts_stream import StreamedCounts
+from scribe.fit_counts import device_counts, stream_for_fit
 from scribe.progress import is_enabled as progress_enabled
 from scribe.svi.convergence import ConvergenceMonitor
 from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
+from scribe.svi.phase_times import PhaseTimes
 from scribe.validation import (
     check_bool,
     check_loss,
@@ -56,12 +58,18 @@ def initial_params(model_config: ModelConfig, counts, seed: int) -> dict | None:
     if spec.likelihood is None:
         return None
     from scribe.compose import Composition
+    from scribe.initial_stream import initial_from_stream
     from scribe.initial_values import initial_canonical
 
     composition = Composition(model_config)
-    guess = initial_canonical(counts, spec.likelihood, model_config.n_components,
-                              model_config.component_specific_params, seed,
-                              mrna_per_cell=model_config.mrna_total)
+    if isinstance(counts, StreamedCounts):
+        guess = initial_from_stream(counts, spec.likelihood, model_config.n_components,
+                                    model_config.component_specific_params, seed,
+                                    mrna_per_cell=model_config.mrna_total)
+    else:
+        guess = initial_canonical(counts, spec.likelihood, model_config.n_components,
+                                  model_config.component_specific_params, seed,
+                                  mrna_per_cell=model_config.mrna_total)
     return composition.initial_params(guess, *counts.shape)
 
 
@@ -221,18 +229,31 @@ class SVIInferenceEngine:
                        progress=progress)
         n_steps, seed = int(n_steps), int(seed)
         batch_size = _check_batch_size(batch_size, n_cells)
+        timings = PhaseTimes()
         if plugins.lookup_model_type(model_config.model_type).likelihood is not None:
-            counts = SparseCounts.from_matrix(count_data).with_batch_size(batch_size)
+            # One pass over the counts (scribe.fit_counts): statistics, the cell sample of
+            # the starting values and, where the model needs them, the non-zeros.
+            if not isinstance(count_data, StreamedCounts):
+                count_data = stream_for_fit(count_data, model_config, batch_size, seed)[0]
+            init = initial_params(model_config, count_data, seed)
+            timings.mark("initial_values")
+            counts = device_counts(count_data, model_config, batch_size)
+            timings.mark("device_counts")
         else:
+            if isinstance(count_data, StreamedCounts):
+                raise TypeError("a plugin's own model needs the count matrix, not "
+                                "StreamedCounts")
             dense = count_data.toarray() if sp.issparse(count_data) else count_data
             # device_put copies once (jnp.asarray of a numpy array copies twice).
             counts = jax.device_put(np.asarray(dense, dtype=np.float32))
+            init = None
 
         model, guide = resolve_model_and_guide(model_config)
         svi = SVI(model, guide, optimizer, loss)
-        init = initial_params(model_config, count_data, seed)
         state = _compiled_init(svi, jax.random.PRNGKey(seed), n_cells, n_genes, counts,
                                batch_size, init)
+        jax.block_until_ready(state)
+        timings.mark("svi_init")
 
         update = svi.stable_update if stable_update else svi.update
         if stopping is not None and stopping.enabled:
@@ -288,6 +309,9 @@ class SVIInferenceEngine:
                 if losses is None:
                     losses = np.full(n_steps, np.nan, dtype=chunk_losses.dtype)
                 losses[done:done + n_active] = chunk_losses
+                if done == 0:
+                    timings.mark("first_chunk", n_active)
+                    first_chunk = n_active
                 done += n_active
                 bar.update(n_active)
                 run_bad = int(carry[5])
@@ -313,5 +337,8 @@ class SVIInferenceEngine:
                                          stable_update)
         if divergence.diverged and stopping is not None:
             stopping.converged, stopping.converged_step = False, None
-        return ScribeRunResult(svi.get_params(state), state, jnp.asarray(losses[:done]),
-                               divergence)
+        timings.mark("loop", done - first_chunk)
+        result = ScribeRunResult(svi.get_params(state), state, jnp.asarray(losses[:done]),
+                                 divergence)
+        result.timings = timings.as_dict()
+        return result

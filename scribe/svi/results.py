@@ -58,6 +58,12 @@ def _split_distribution(distribution):
     return build(())
 
 
+def _frame_copy(frame):
+    """A pandas copy of ``obs`` / ``var``; a lazy AnnData's (anndata.experimental.read_lazy)
+    are read into memory (their ``len`` is not the number of rows)."""
+    return frame.to_memory() if hasattr(frame, "to_memory") else frame.copy()
+
+
 class ScribeSVIResults(AnalysesMixin, BiologyMixin, RunRecordMixin, ResultsStore):
     """Results of SCRIBE variational inference: variational parameters, loss history,
     dataset dimensions, model configuration, optional AnnData metadata and samples.
@@ -120,8 +126,8 @@ class ScribeSVIResults(AnalysesMixin, BiologyMixin, RunRecordMixin, ResultsStore
                 raise ValueError(f"from_anndata: {name}={given!r} disagrees with "
                                  f"{value!r} from the AnnData / model_config")
         kwargs.setdefault("prior_params", {})
-        kwargs.setdefault("obs", adata.obs.copy())
-        kwargs.setdefault("var", adata.var.copy())
+        kwargs.setdefault("obs", _frame_copy(adata.obs))
+        kwargs.setdefault("var", _frame_copy(adata.var))
         kwargs.setdefault("uns", copy.deepcopy(dict(adata.uns)))
         return cls(params=params, loss_history=loss_history, model_config=model_config,
                    **derived, **kwargs)
