@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from scribe.counts import LARGE_COUNT
 from scribe.counts_stream import StreamedCounts
 from scribe.initial_values import _Moments, guess_from_moments, initial_canonical
+from scribe.initial_widths import CountTally, cell_log_variances
 from scribe.likelihood import CAPTURE, Likelihood
 
 #: The clip of ``nu`` in :func:`scribe.initial_values._capture_guess`.
@@ -47,8 +49,10 @@ def initial_from_stream(streamed: StreamedCounts, likelihood: Likelihood,
         moments = _Moments.from_sums(streamed.n_cells, streamed.gene_nonzero,
                                      streamed.gene_totals, streamed.gene_squares,
                                      streamed.gene_cubes)
-        return guess_from_moments(moments, library, None, likelihood, None,
-                                  component_specific, mrna_per_cell)
+        return guess_from_moments(
+            moments, library, None, likelihood, None, component_specific, mrna_per_cell,
+            tally=lambda: CountTally.from_histogram(streamed.pairs, LARGE_COUNT,
+                                                     streamed.large))
     guess = initial_canonical(streamed.sample, likelihood, n_components, component_specific,
                               seed, mrna_per_cell=mrna_per_cell)
     if streamed.sample.shape[0] == streamed.n_cells:
@@ -56,6 +60,8 @@ def initial_from_stream(streamed: StreamedCounts, likelihood: Likelihood,
     for latent in likelihood.latents:
         if latent.kind == CAPTURE:
             guess[latent.name] = _extend_capture(guess[latent.name], streamed)
+    if "_log_var" in guess:
+        guess["_log_var"] = _extend_widths(guess, likelihood, streamed)
     return guess
 
 
@@ -71,3 +77,23 @@ def _extend_capture(sample_nu: np.ndarray, streamed: StreamedCounts) -> np.ndarr
     nu = np.clip(ratio * library, *_NU_RANGE)
     nu[streamed.sample_cells] = sample_nu
     return nu
+
+
+def _extend_widths(guess: dict, likelihood: Likelihood, streamed: StreamedCounts) -> dict:
+    """The starting widths' per-cell variances ``(C,)`` for all cells, from each cell's
+    extended ``nu`` (``odds(p_hat_c) = nu_c odds(p)``). Cells outside the sample have no
+    k-means group, so ``R_c`` is the groups' mean. A gene's information grows with the
+    cells, so the sample's gene variances are scaled by ``S / C``."""
+    widths = dict(guess["_log_var"])
+    widths["r"] = np.asarray(widths["r"]) * (streamed.sample_cells.size / streamed.n_cells)
+    p = float(np.median(np.asarray(guess["p"], np.float64)))
+    total_r = float(np.mean(np.asarray(guess["r"], np.float64).reshape(
+        -1, streamed.n_genes).sum(axis=1)))
+    library = streamed.cell_totals
+    for latent in likelihood.latents:
+        if latent.kind == CAPTURE and latent.name in widths:
+            odds_cell = np.asarray(guess[latent.name]) * p / (1 - p)
+            full = cell_log_variances(library, np.full_like(library, total_r), odds_cell)
+            full[streamed.sample_cells] = widths[latent.name]
+            widths[latent.name] = full
+    return widths

@@ -13,12 +13,14 @@ sparse matrix (moments of non-zeros; k-means distances by sparse products).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 
 from scribe.anchoring import anchor_capture
 from scribe.data import chunks
-from scribe.initial_widths import entry_rows, laplace_log_variances
+from scribe.initial_widths import CountTally, entry_rows, laplace_log_variances
 from scribe.likelihood import CAPTURE, PROBABILITY, Likelihood
 
 _P_RANGE = (0.02, 0.98)
@@ -223,16 +225,22 @@ def initial_canonical(
         labels = kmeans(_log_normalised(counts, library), n_components, seed)
         n_groups = n_components
     return guess_from_moments(_Moments(counts, labels, n_groups), library, labels,
-                              likelihood, n_components, component_specific, mrna_per_cell)
+                              likelihood, n_components, component_specific, mrna_per_cell,
+                              tally=lambda: CountTally.from_csr(
+                                  counts, labels, n_groups * counts.shape[1]))
 
 
 def guess_from_moments(
     moments: _Moments, library: np.ndarray, labels: np.ndarray | None,
     likelihood: Likelihood, n_components: int | None, component_specific: bool,
-    mrna_per_cell: float | None = None,
+    mrna_per_cell: float | None = None, tally: Callable[[], CountTally] | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`initial_canonical` from per-group moments, library sizes ``(C,)`` and the
-    cells' group labels ``(C,)`` (None: one group)."""
+    cells' group labels ``(C,)`` (None: one group).
+
+    ``tally`` builds the non-zeros' (group, gene, count) tally that capture models need
+    for their starting widths (:func:`scribe.initial_widths.laplace_log_variances`).
+    """
     n_cells = library.shape[0]
     kinds = {lat.name: lat.kind for lat in likelihood.latents}
     has_capture = CAPTURE in kinds.values()
@@ -250,7 +258,9 @@ def guess_from_moments(
 
         guess = _capture_guess(moments, library, groups, zero_inflated, component_specific,
                                mrna_per_cell, retained)
-        widths = laplace_log_variances(counts, guess["r"], guess.pop("_odds_cell"), library,
+        if tally is None:
+            raise ValueError("capture models need the count tally for their starting widths")
+        widths = laplace_log_variances(tally(), guess["r"], guess.pop("_odds_cell"), library,
                                        labels)
     else:
         guess = _plain_guess(moments, groups, zero_inflated, component_specific)

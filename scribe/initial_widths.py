@@ -28,6 +28,8 @@ concentration of its family with that variance.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import polygamma
@@ -52,13 +54,65 @@ def entry_rows(indptr: np.ndarray, part: slice) -> np.ndarray:
     return np.repeat(np.arange(first, last + 1), np.diff(bounds))
 
 
-def laplace_log_variances(counts: sp.csr_matrix, r: np.ndarray, odds_cell: np.ndarray,
+@dataclass
+class CountTally:
+    """Non-zero counts tallied per (row, count) pair, for the gene information.
+
+    ``rows`` are ``group * G + gene`` (one group outside mixtures). Counts below
+    ``pairs.shape[1]`` are tallied in ``pairs`` ``(K G, grid)``; larger ones are kept one
+    by one as ``big_rows``/``big_values`` ``(M,)``.
+    """
+
+    pairs: np.ndarray
+    big_rows: np.ndarray
+    big_values: np.ndarray
+
+    @classmethod
+    def from_csr(cls, counts: sp.csr_matrix, labels: np.ndarray | None,
+                 n_rows: int) -> CountTally:
+        """Tally a CSR ``(C, G)``; ``labels`` ``(C,)`` are the cells' groups (or None)."""
+        n_cells, n_genes = counts.shape
+        groups = (np.zeros(n_cells, np.int64) if labels is None
+                  else np.asarray(labels, np.int64))
+        indptr = counts.indptr.astype(np.int64)
+        # Most counts are small: tally (gene, count) pairs below `grid` and evaluate psi_1
+        # once per pair (scipy's psi_1 costs ~0.5 us per element); larger counts one by one.
+        grid = int(min(_COUNT_GRID, max(1, _GRID_CELLS // max(n_rows, 1))))
+        pairs = np.zeros(n_rows * grid)
+        big_rows, big_values = [], []
+        for part in chunks(counts.nnz):
+            key = groups[entry_rows(indptr, part)] * n_genes + counts.indices[part]
+            x = counts.data[part].astype(np.float64)
+            small = x < grid
+            pairs += np.bincount(key[small] * grid + x[small].astype(np.int64),
+                                 minlength=pairs.size)
+            big_rows.append(key[~small])
+            big_values.append(x[~small])
+        return cls(pairs.reshape(n_rows, grid), np.concatenate(big_rows or [np.zeros(0, int)]),
+                   np.concatenate(big_values or [np.zeros(0)]))
+
+    @classmethod
+    def from_histogram(cls, pairs: np.ndarray, top: int, large: dict) -> CountTally:
+        """From one pass's statistics: ``pairs`` ``(G * (top + 1),)`` tallies ``(gene,
+        min(x, top))`` and ``large`` holds every entry above ``top`` (``values``,
+        ``genes``)."""
+        width = top + 1
+        tally = pairs.reshape(-1, width).astype(np.float64)
+        big_rows = np.asarray(large["genes"], np.int64)
+        big_values = np.asarray(large["values"], np.float64)
+        # The last column counts x >= top; keep only x == top there.
+        tally[:, top] -= np.bincount(big_rows, minlength=tally.shape[0])
+        return cls(tally, big_rows, big_values)
+
+
+def laplace_log_variances(tally: CountTally, r: np.ndarray, odds_cell: np.ndarray,
                           library: np.ndarray, labels: np.ndarray | None) -> dict:
     """Laplace variances of ``log r`` and of each cell's ``log nu`` at the start.
 
     Parameters
     ----------
-    counts : scipy.sparse.csr_matrix, shape (C, G)
+    tally : CountTally
+        The non-zeros per (group, gene) and count.
     r : numpy.ndarray, shape (G,) or (K, G)
         Starting ``r`` (per k-means group in a mixture).
     odds_cell : numpy.ndarray, shape (C,)
@@ -75,34 +129,27 @@ def laplace_log_variances(counts: sp.csr_matrix, r: np.ndarray, odds_cell: np.nd
     """
     r = np.asarray(r, np.float64)
     r_rows = r.reshape(-1, r.shape[-1])
-    n_cells, n_genes = counts.shape
-    groups = np.zeros(n_cells, np.int64) if labels is None else np.asarray(labels, np.int64)
+    groups = (np.zeros(library.shape[0], np.int64) if labels is None
+              else np.asarray(labels, np.int64))
     total_r = r_rows.sum(axis=1)[groups]                          # R_c, (C,)
-    p_hat = odds_cell / (1 + odds_cell)
-    cell_info = (library + total_r) * p_hat * (1 - p_hat)
-    info = np.zeros(r_rows.size)
-    indptr = counts.indptr.astype(np.int64)
     flat_r = r_rows.ravel()
     trigamma_r = polygamma(1, flat_r)
-    # Most counts are small: tally (gene, count) pairs below `grid` and evaluate psi_1 once
-    # per pair (scipy's psi_1 costs ~0.5 us per element); larger counts one by one.
-    grid = int(min(_COUNT_GRID, max(1, _GRID_CELLS // max(info.size, 1))))
-    pairs = np.zeros(info.size * grid)
-    for part in chunks(counts.nnz):
-        key = groups[entry_rows(indptr, part)] * n_genes + counts.indices[part]
-        x = counts.data[part].astype(np.float64)
-        small = x < grid
-        pairs += np.bincount(key[small] * grid + x[small].astype(np.int64),
-                             minlength=pairs.size)
-        big, xb = key[~small], x[~small]
-        info += np.bincount(big, trigamma_r[big] - polygamma(1, xb + flat_r[big]),
-                            minlength=info.size)
-    values = np.arange(grid, dtype=np.float64)[None, :]
+    big = tally.big_rows
+    info = np.bincount(big, trigamma_r[big] - polygamma(1, tally.big_values + flat_r[big]),
+                       minlength=flat_r.size).astype(np.float64)
+    values = np.arange(tally.pairs.shape[1], dtype=np.float64)[None, :]
     terms = trigamma_r[:, None] - polygamma(1, values + flat_r[:, None])    # (K G, grid)
-    info += np.sum(pairs.reshape(info.size, grid) * terms, axis=1)
+    info += np.sum(tally.pairs * terms, axis=1)
     gene_info = flat_r**2 * info + 1.0          # + the LogNormal(0, 1) prior's precision
     return {"r": (1.0 / gene_info).reshape(r.shape),
-            "capture": 1.0 / np.maximum(cell_info, 1e-6)}
+            "capture": cell_log_variances(library, total_r, odds_cell)}
+
+
+def cell_log_variances(library: np.ndarray, total_r: np.ndarray,
+                       odds_cell: np.ndarray) -> np.ndarray:
+    """``Var(log nu_c) = 1 / ((L_c + R_c) p_hat_c (1 - p_hat_c))``, shape ``(C,)``."""
+    p_hat = odds_cell / (1 + odds_cell)
+    return 1.0 / np.maximum((library + total_r) * p_hat * (1 - p_hat), 1e-6)
 
 
 def _unconstrained(family: Family, value: np.ndarray) -> np.ndarray:

@@ -11,10 +11,14 @@ import scipy.sparse as sp
 from scipy import special, stats
 
 from scribe import ModelConfig
+from scribe.cell_blocks import open_counts
 from scribe.compose import Composition
+from scribe.counts import LARGE_COUNT
+from scribe.counts_stream import stream_counts
 from scribe.families import BETA, BETA_PRIME, LOG_NORMAL, LOGIT_NORMAL
 from scribe.initial_values import initial_canonical
 from scribe.initial_widths import (
+    CountTally,
     concentration_for_variance,
     entry_rows,
     laplace_log_variances,
@@ -47,13 +51,17 @@ def small():
     return x, r, odds
 
 
+def _tally(x, labels, n_groups):
+    return CountTally.from_csr(sp.csr_matrix(x), labels, n_groups * x.shape[1])
+
+
 def _loglik(x, r, odds):
     return stats.nbinom.logpmf(x, r[None, :], 1 / (1 + odds[:, None]))
 
 
 def test_gene_information_matches_finite_differences(small):
     x, r, odds = small
-    out = laplace_log_variances(sp.csr_matrix(x), r, odds, x.sum(axis=1), None)
+    out = laplace_log_variances(_tally(x, None, 1), r, odds, x.sum(axis=1), None)
     # With u = log r: d2l/du2 - dl/du = r^2 l''(r), the information the module uses
     # (the score term vanishes at the optimum). Central differences with h = 1e-3 in
     # float64: truncation error O(h^2 |l''''|) ~ 1e-6 relative, rounding ~1e-16 l / h^2
@@ -73,7 +81,7 @@ def test_gene_information_matches_finite_differences(small):
 
 def test_cell_information_matches_finite_differences(small):
     x, r, odds = small
-    out = laplace_log_variances(sp.csr_matrix(x), r, odds, x.sum(axis=1), None)
+    out = laplace_log_variances(_tally(x, None, 1), r, odds, x.sum(axis=1), None)
     # eta = log odds: the cell's NB log-likelihood is exactly L log p_hat + R log(1 - p_hat)
     # plus eta-free terms, so its second derivative is exact at any eta.
     h = 1e-3
@@ -88,12 +96,25 @@ def test_mixture_groups_use_their_own_r(small):
     x, r, odds = small
     labels = np.arange(x.shape[0]) % 2
     rs = np.stack([r, 2 * r])
-    out = laplace_log_variances(sp.csr_matrix(x), rs, odds, x.sum(axis=1), labels)
+    out = laplace_log_variances(_tally(x, labels, 2), rs, odds, x.sum(axis=1), labels)
     for k in range(2):
-        alone = laplace_log_variances(sp.csr_matrix(x[labels == k]), rs[k],
+        alone = laplace_log_variances(_tally(x[labels == k], None, 1), rs[k],
                                       odds[labels == k], x[labels == k].sum(axis=1), None)
         np.testing.assert_allclose(out["r"][k], alone["r"], rtol=1e-10)
         np.testing.assert_allclose(out["capture"][labels == k], alone["capture"], rtol=1e-10)
+
+
+def test_streamed_histogram_gives_the_same_widths(small):
+    # One pass keeps (gene, min(x, 16)) tallies plus every entry above 16; the widths from
+    # those must equal the ones from the CSR itself (same terms, summed in another order).
+    x, r, odds = small
+    blocks, _ = open_counts(sp.csr_matrix(x), None, 0, 7)
+    streamed = stream_counts(blocks, keep_entries=False, seed=0)
+    tally = CountTally.from_histogram(streamed.pairs, LARGE_COUNT, streamed.large)
+    from_stream = laplace_log_variances(tally, r, odds, x.sum(axis=1), None)
+    direct = laplace_log_variances(_tally(x, None, 1), r, odds, x.sum(axis=1), None)
+    np.testing.assert_allclose(from_stream["r"], direct["r"], rtol=1e-10)
+    np.testing.assert_allclose(from_stream["capture"], direct["capture"], rtol=1e-12)
 
 
 @pytest.mark.parametrize("family", [BETA, BETA_PRIME])
