@@ -24,6 +24,8 @@ from scribe.families import validate_prior_args
 from scribe.likelihood import PROBABILITY
 from scribe.observation import CellCounts
 from scribe.parameterization import CELL, COMPONENT, GENE, SHARED, Site
+from scribe.shard.counts import ShardedCounts
+from scribe.shard.observe import ShardedCellCounts
 
 
 class Composition:
@@ -135,6 +137,7 @@ class Composition:
         values = {site.name: numpyro.sample(site.name, self.prior(site, n_genes))
                   for site in self.global_sites}
         sparse = isinstance(counts, SparseCounts)
+        sharded = isinstance(counts, ShardedCounts)
         with numpyro.plate("cells", n_cells, subsample_size=batch_size) as idx:
             totals = self._cell_totals(counts, idx, batch_size) if self.anchors else None
             if totals is not None:
@@ -147,7 +150,7 @@ class Composition:
                     prior = self.distribution(site, self.prior_args(site), ())
                 values[site.name] = numpyro.sample(site.name, prior)
             params = self.canonical(values)
-            if not sparse:
+            if not (sparse or sharded):
                 if counts is not None and batch_size is not None:
                     counts = counts[idx]
                 numpyro.sample("counts", CellCounts(self.likelihood, params,
@@ -159,6 +162,12 @@ class Composition:
                 numpyro.sample("counts", CellCounts(self.likelihood, params,
                                                     (idx.shape[0], n_genes), self.mixture,
                                                     joint=True), obs=batch)
+        elif sharded:   # each device sums its own cells (scribe.shard.observe)
+            batch = counts if batch_size is None else counts.take_cells(idx)
+            with numpyro.handlers.scale(scale=n_cells / idx.shape[0]):
+                numpyro.sample("counts", ShardedCellCounts(self.likelihood, params,
+                                                           (idx.shape[0], n_genes),
+                                                           self.mixture), obs=batch)
 
     def _retained_fraction(self, values: dict) -> jnp.ndarray:
         """The likelihood's retained fraction at the global sites' values (a scalar).
@@ -179,7 +188,7 @@ class Composition:
         """UMI totals ``(B,)`` of the cells in the plate (None without counts)."""
         if counts is None:
             return None
-        if isinstance(counts, SparseCounts):
+        if isinstance(counts, SparseCounts | ShardedCounts):
             totals = counts.cell_totals
         else:
             totals = jnp.sum(jnp.asarray(counts, jnp.float32), axis=-1)

@@ -13,6 +13,7 @@ from scribe.compose import check_prior_shapes, validated_priors
 from scribe.config import ModelConfig
 from scribe.data import prepare_counts
 from scribe.plugins import lookup_model_type
+from scribe.shard.devices import check_sharded_fit, resolve_devices
 from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
 from scribe.svi.engine import SVIInferenceEngine
 from scribe.svi.factory import SVIResultsFactory
@@ -91,6 +92,7 @@ def fit(
     guide_family: str | None = None,
     tol: float | None = DEFAULT_TOL,
     patience: int = DEFAULT_PATIENCE,
+    devices=None,
 ) -> ScribeSVIResults:
     """Fit a model to UMI counts by stochastic variational inference.
 
@@ -154,6 +156,13 @@ def fit(
         :mod:`scribe.svi.convergence`) is below ``tol``. None or 0 runs all ``n_steps``.
     patience : int, default 3
         Consecutive flat checks needed to stop.
+    devices : None, int or list of jax.Device, optional
+        Split the cells across JAX devices (docs/scale.md): an integer ``n`` takes the
+        first ``n`` of ``jax.devices()``. Each device holds its cells' non-zeros and
+        per-cell parameters; global parameters are replicated and the ELBO is reduced
+        across devices. None (the default) is one device, unchanged. With
+        ``batch_size`` (a multiple of the number of devices) each device draws
+        ``batch_size / devices`` of its own cells per step.
 
     Returns
     -------
@@ -178,6 +187,7 @@ def fit(
                    component_specific_params=component_specific_params,
                    store_counts=store_counts)
     check_stopping_args(tol, patience)
+    devices = resolve_devices(devices)
     config = ModelConfig(model_type=model_type, parameterization=parameterization,
                          n_components=n_components, priors=priors,
                          component_specific_params=component_specific_params,
@@ -186,6 +196,10 @@ def fit(
     counts, adata = prepare_counts(data, layer=layer, cells_axis=cells_axis)
     n_cells, n_genes = counts.shape
     check_data_fit(config, n_cells, n_genes)
+    if devices is not None:
+        check_sharded_fit(devices, n_cells, None if batch_size is None or batch_size >= n_cells
+                          else int(batch_size),
+                          lookup_model_type(model_type).likelihood is not None)
     if config.mrna_total is not None:
         warn_clipped_anchor(counts, config.mrna_total)
     monitor = ConvergenceMonitor(tol=tol, patience=patience)
@@ -194,7 +208,7 @@ def fit(
         optimizer=default_optimizer() if optimizer is None else optimizer,
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,
-        stable_update=stable_update, progress=progress, stopping=monitor)
+        stable_update=stable_update, progress=progress, stopping=monitor, devices=devices)
     divergence = run.divergence
     message = divergence.message(len(run.losses))
     if message is not None:

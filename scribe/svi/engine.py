@@ -26,6 +26,10 @@ from scribe import plugins
 from scribe.config import ModelConfig
 from scribe.counts import SparseCounts
 from scribe.progress import is_enabled as progress_enabled
+from scribe.shard.batches import StratifiedCells
+from scribe.shard.counts import ShardedCounts
+from scribe.shard.devices import CellMesh, check_sharded_fit, resolve_devices
+from scribe.shard.training import cell_param_names, gather_params, shard_state
 from scribe.svi.convergence import ConvergenceMonitor
 from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
 from scribe.validation import (
@@ -103,11 +107,14 @@ class ScribeRunResult(SVIRunResult):
     Attributes
     ----------
     divergence : scribe.svi.divergence.Divergence
+    n_devices : int
+        Devices the cells were split across (1: unsharded).
     """
 
-    def __new__(cls, params, state, losses, divergence: Divergence):
+    def __new__(cls, params, state, losses, divergence: Divergence, n_devices: int = 1):
         result = super().__new__(cls, params, state, losses)
         result.divergence = divergence
+        result.n_devices = int(n_devices)
         return result
 
 
@@ -173,6 +180,7 @@ class SVIInferenceEngine:
         progress: bool = True,
         *,
         stopping: ConvergenceMonitor | None = None,
+        devices=None,
     ) -> SVIRunResult:
         """Execute SVI inference.
 
@@ -199,6 +207,11 @@ class SVIInferenceEngine:
             A stopping rule, checked on the host after every ``stopping.window`` steps;
             ``n_steps`` is then a cap and the monitor records whether and when the fit
             converged. None (the default) runs exactly ``n_steps`` steps.
+        devices : None, int or list of jax.Device, optional
+            Split the cells across these devices (:mod:`scribe.shard`, docs/scale.md):
+            an integer takes the first ``n`` of ``jax.devices()``. None (the default) is
+            one device, the unsharded code path. With ``batch_size``, each device draws
+            ``batch_size / devices`` of its own cells per step.
 
         Returns
         -------
@@ -208,7 +221,8 @@ class SVIInferenceEngine:
             ended the fit earlier, or the run diverged (no finite loss for
             ``STOP_AFTER_NONFINITE`` steps). Plus ``divergence``
             (:class:`~scribe.svi.divergence.Divergence`): a run that ended diverged
-            returns the last parameters at which the loss was finite.
+            returns the last parameters at which the loss was finite; and
+            ``n_devices``, the number of devices the cells were split across.
 
         Raises
         ------
@@ -219,9 +233,16 @@ class SVIInferenceEngine:
         check_run_args(model_config, count_data, n_cells, n_genes, optimizer=optimizer,
                        loss=loss, n_steps=n_steps, seed=seed, stable_update=stable_update,
                        progress=progress)
+        devices = resolve_devices(devices)
         n_steps, seed = int(n_steps), int(seed)
         batch_size = _check_batch_size(batch_size, n_cells)
-        if plugins.lookup_model_type(model_config.model_type).likelihood is not None:
+        composed = plugins.lookup_model_type(model_config.model_type).likelihood is not None
+        cell_mesh = None
+        if devices is not None:
+            check_sharded_fit(devices, n_cells, batch_size, composed)
+            cell_mesh = CellMesh.create(devices, n_cells)
+            counts = ShardedCounts.from_matrix(count_data, cell_mesh, batch_size)
+        elif composed:
             counts = SparseCounts.from_matrix(count_data).with_batch_size(batch_size)
         else:
             dense = count_data.toarray() if sp.issparse(count_data) else count_data
@@ -229,10 +250,17 @@ class SVIInferenceEngine:
             counts = jax.device_put(np.asarray(dense, dtype=np.float32))
 
         model, guide = resolve_model_and_guide(model_config)
+        if cell_mesh is not None and batch_size is not None:
+            model = StratifiedCells(model, cell_mesh.layout, batch_size)
+            guide = StratifiedCells(guide, cell_mesh.layout, batch_size)
         svi = SVI(model, guide, optimizer, loss)
         init = initial_params(model_config, count_data, seed)
         state = _compiled_init(svi, jax.random.PRNGKey(seed), n_cells, n_genes, counts,
                                batch_size, init)
+        if cell_mesh is not None:
+            from scribe.compose import Composition
+            state = shard_state(svi, state, cell_mesh, cell_param_names(
+                Composition(model_config), n_cells, n_genes))
 
         update = svi.stable_update if stable_update else svi.update
         if stopping is not None and stopping.enabled:
@@ -313,5 +341,8 @@ class SVIInferenceEngine:
                                          stable_update)
         if divergence.diverged and stopping is not None:
             stopping.converged, stopping.converged_step = False, None
-        return ScribeRunResult(svi.get_params(state), state, jnp.asarray(losses[:done]),
-                               divergence)
+        params = svi.get_params(state)
+        if cell_mesh is not None:
+            params = gather_params(params)
+        return ScribeRunResult(params, state, jnp.asarray(losses[:done]), divergence,
+                               n_devices=1 if cell_mesh is None else cell_mesh.n_devices)
