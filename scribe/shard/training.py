@@ -57,9 +57,16 @@ def shard_state(svi, state: SVIState, cell_mesh: CellMesh, cell_names: frozenset
     return SVIState(optim_state, mutable, jax.device_put(state.rng_key, replicated))
 
 
-def state_shardings(carry):
-    """The shardings of a training loop's carry (to keep them across compiled chunks)."""
-    return jax.tree.map(lambda a: a.sharding, carry)
+def place_carry(carry, cell_mesh: CellMesh):
+    """A training loop's carry on the mesh, and its shardings (kept across compiled
+    chunks): arrays already split over the mesh stay so, the rest are replicated."""
+    sharded, replicated = cell_mesh.sharded(), cell_mesh.replicated()
+
+    def sharding(leaf):
+        return sharded if getattr(leaf, "sharding", None) == sharded else replicated
+
+    shardings = jax.tree.map(sharding, carry)
+    return jax.device_put(carry, shardings), shardings
 
 
 def gather_params(params: dict) -> dict:

@@ -29,7 +29,7 @@ from scribe.progress import is_enabled as progress_enabled
 from scribe.shard.batches import StratifiedCells
 from scribe.shard.counts import ShardedCounts
 from scribe.shard.devices import CellMesh, check_sharded_fit, resolve_devices
-from scribe.shard.training import cell_param_names, gather_params, shard_state
+from scribe.shard.training import cell_param_names, gather_params, place_carry, shard_state
 from scribe.svi.convergence import ConvergenceMonitor
 from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
 from scribe.validation import (
@@ -270,7 +270,6 @@ class SVIInferenceEngine:
             stopping = None
             chunk = _chunk_size(n_steps)
 
-        @jax.jit
         def run_chunk(carry, counts, offset, n_active):
             # carry: (state, last state with a finite loss, its step, non-finite steps,
             # first non-finite step, current run of non-finite steps); see divergence.py.
@@ -304,6 +303,12 @@ class SVIInferenceEngine:
         minus_one = jnp.asarray(-1, jnp.int32)
         zero = jnp.asarray(0, jnp.int32)
         carry = (state, state, minus_one, zero, minus_one, zero)
+        if cell_mesh is None:
+            run_chunk = jax.jit(run_chunk)
+        else:   # keep per-cell state split and global state replicated across chunks
+            carry, shardings = place_carry(carry, cell_mesh)
+            run_chunk = jax.jit(run_chunk, out_shardings=(shardings,
+                                                          cell_mesh.replicated()))
         losses = None   # filled in place; its dtype is the loss's (float64 under x64)
         with tqdm(total=n_steps, disable=not show_bar(progress), desc="SVI",
                   unit="step") as bar:
