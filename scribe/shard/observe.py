@@ -1,9 +1,12 @@
 """The ``counts`` observation of a sharded fit: summed per device, reduced across devices.
 
-Each device evaluates the likelihood of its own cells' counts (per cell, so padding
-slots can be masked) with its own cells' per-cell parameters and the replicated global
-parameters, and the per-device sums are added with ``psum``; the gradient of the
-reduced sum flows back to every device's inputs through ``shard_map``.
+Each device evaluates the likelihood of its own cells' counts with its own cells'
+per-cell parameters and the replicated global parameters, and the per-device sums are
+added with ``psum``; the gradient of the reduced sum flows back to every device's
+inputs through ``shard_map``. Non-mixtures use the likelihood's total over the block
+(its sufficient statistics and exceedance histogram: for ``nbdm`` the cost does not grow
+with the non-zeros), minus the padding slot's ``log f(0)`` (a copy of the device's last
+cell, at most one per device); mixtures sum their per-cell marginals, padding masked.
 
 Per-device weights: 1 in a full-batch fit. In a mini-batch, device ``d`` draws
 ``b = B / D`` of its ``n_d`` cells, so its sum estimates its cells' total with weight
@@ -16,9 +19,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 from jax.sharding import PartitionSpec
 from numpyro.distributions import Distribution, constraints
 
+from scribe.counts import SparseCounts
 from scribe.mixture import mixture_cell_log_prob
 from scribe.parameterization import CELL
 from scribe.shard.counts import ShardedCounts, squeeze
@@ -46,6 +51,12 @@ def per_cell_to_blocks(counts: ShardedCounts, values: jnp.ndarray) -> jnp.ndarra
     if not counts.is_batch:
         values = counts.cell_mesh.layout.to_slots(values)
     return values.reshape(n_devices, -1, *values.shape[1:])
+
+
+def _zero_cell(n_genes: int, dtype) -> SparseCounts:
+    """One cell with no counts (the padding slot's likelihood)."""
+    return SparseCounts.from_matrix(sp.csr_matrix((1, n_genes), dtype=np.float32),
+                                    dtype=np.dtype(dtype))
 
 
 class ShardedCellCounts(Distribution):
@@ -78,20 +89,30 @@ class ShardedCellCounts(Distribution):
         per_cell = {n: per_cell_to_blocks(value, jnp.asarray(self.params[n])) for n in names}
         shared = {n: v for n, v in self.params.items() if n not in names}
         likelihood, mixture = self.likelihood, self.mixture
+        padded = not (value.is_batch or value.cell_mesh.layout.is_even)
+        zero = _zero_cell(value.n_genes, value.local.values.dtype) if padded else None
 
-        def local(block, cells, shared, mask, weight):
-            counts = squeeze(block)
-            params = {**shared, **squeeze(cells)}
-            per = (mixture_cell_log_prob(likelihood, counts, params) if mixture
-                   else likelihood.cell_log_prob(counts, params))
-            total = jnp.sum(jnp.where(mask[0], per, jnp.zeros((), per.dtype)))
-            return jax.lax.psum(total * weight[0].astype(per.dtype), AXIS)
+        def local(block, cells, shared, mask, n_pad, weight):
+            counts, cells = squeeze(block), squeeze(cells)
+            params = {**shared, **cells}
+            if mixture:
+                per = mixture_cell_log_prob(likelihood, counts, params)
+                total = jnp.sum(jnp.where(mask[0], per, jnp.zeros((), per.dtype)))
+            else:
+                total = likelihood.total_log_prob(counts, params)
+                if padded:
+                    last = {**shared, **{n: v[-1:] for n, v in cells.items()}}
+                    total = total - n_pad[0] * likelihood.cell_log_prob(zero, last)[0]
+            return jax.lax.psum(total * weight[0].astype(total.dtype), AXIS)
 
+        layout = value.cell_mesh.layout
+        n_pad = (np.zeros(layout.n_devices) if value.is_batch
+                 else layout.local - layout.sizes).astype(np.float32)
         spec, rep = PartitionSpec(AXIS), PartitionSpec()
         return jax.shard_map(local, mesh=value.cell_mesh.mesh,
-                             in_specs=(spec, spec, rep, spec, spec), out_specs=rep)(
+                             in_specs=(spec, spec, rep, spec, spec, spec), out_specs=rep)(
             value.local, per_cell, shared, jnp.asarray(cell_mask(value)),
-            jnp.asarray(device_weights(value)))
+            jnp.asarray(n_pad), jnp.asarray(device_weights(value)))
 
     def sample(self, key, sample_shape=()):
         raise NotImplementedError("sharded counts are observed, not sampled")

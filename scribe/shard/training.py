@@ -70,7 +70,14 @@ def place_carry(carry, cell_mesh: CellMesh):
 
 
 def gather_params(params: dict) -> dict:
-    """Fitted parameters as single-device arrays (results are unsharded)."""
-    device = jax.devices()[0] if jax.process_count() == 1 else jax.local_devices()[0]
-    return {n: jax.device_put(np.asarray(jax.device_get(v)), device)
-            for n, v in params.items()}
+    """Fitted parameters as single-device arrays (results are unsharded); in a multi-host
+    run every process gets all of them."""
+    device = jax.local_devices()[0]
+
+    def host(value):
+        if getattr(value, "is_fully_addressable", True):
+            return np.asarray(jax.device_get(value))
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+
+    return {n: jax.device_put(host(v), device) for n, v in params.items()}
