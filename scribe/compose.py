@@ -128,7 +128,10 @@ class Composition:
 
         ``counts`` is a :class:`~scribe.counts.SparseCounts` when fitting (observed as
         one matrix: its exact total log-likelihood, scaled by ``C/B`` for a mini-batch),
-        a dense ``(C, G)`` array (observed per cell), or None (counts are sampled).
+        a dense ``(C, G)`` array (observed per cell), a
+        :class:`~scribe.shard.counts.ShardedCounts` (cells split across devices: each
+        device sums its own cells, :mod:`scribe.shard.observe`), or None (counts are
+        sampled).
 
         With a capture anchor, each cell's capture prior is centred on its UMI total over
         ``M_0`` (:mod:`scribe.anchoring`); without counts (predictive sampling) the

@@ -261,6 +261,7 @@ class SVIInferenceEngine:
             from scribe.compose import Composition
             state = shard_state(svi, state, cell_mesh, cell_param_names(
                 Composition(model_config), n_cells, n_genes))
+            init = None   # its per-cell (C,) arrays would stay on the first device
 
         update = svi.stable_update if stable_update else svi.update
         if stopping is not None and stopping.enabled:
