@@ -95,10 +95,12 @@ def test_batch_weights_make_the_estimate_unbiased():
 
 
 @pytest.mark.parametrize("devices, error, match", [
-    (0, ValueError, "between 1 and"), (2, ValueError, "between 1 and"),
+    (0, ValueError, "between 1 and"), ("too many", ValueError, "between 1 and"),
     (True, TypeError, "positive integer"), ("cpu", TypeError, "list of jax.Device"),
     ([1], TypeError, "jax.Device"), ([], ValueError, "empty"), (1.0, TypeError, "devices")])
 def test_bad_devices_are_refused_before_training(devices, error, match):
+    if devices == "too many":
+        devices = len(jax.devices()) + 1
     x = np.ones((10, 3), np.float32)
     with pytest.raises(error, match=match):
         scribe.fit(x, n_steps=5, progress=False, devices=devices)
