@@ -25,6 +25,8 @@ from scribe.initial_widths import site_concentrations
 from scribe.likelihood import PROBABILITY
 from scribe.observation import CellCounts
 from scribe.parameterization import CELL, COMPONENT, GENE, SHARED, Site
+from scribe.shard.counts import ShardedCounts
+from scribe.shard.observe import ShardedCellCounts
 
 
 class Composition:
@@ -127,7 +129,10 @@ class Composition:
 
         ``counts`` is a :class:`~scribe.counts.SparseCounts` when fitting (observed as
         one matrix: its exact total log-likelihood, scaled by ``C/B`` for a mini-batch),
-        a dense ``(C, G)`` array (observed per cell), or None (counts are sampled).
+        a dense ``(C, G)`` array (observed per cell), a
+        :class:`~scribe.shard.counts.ShardedCounts` (cells split across devices: each
+        device sums its own cells, :mod:`scribe.shard.observe`), or None (counts are
+        sampled).
 
         With a capture anchor, each cell's capture prior is centred on its UMI total over
         ``M_0`` (:mod:`scribe.anchoring`); without counts (predictive sampling) the
@@ -136,6 +141,7 @@ class Composition:
         values = {site.name: numpyro.sample(site.name, self.prior(site, n_genes))
                   for site in self.global_sites}
         sparse = isinstance(counts, SparseCounts)
+        sharded = isinstance(counts, ShardedCounts)
         with numpyro.plate("cells", n_cells, subsample_size=batch_size) as idx:
             totals = self._cell_totals(counts, idx, batch_size) if self.anchors else None
             if totals is not None:
@@ -148,7 +154,7 @@ class Composition:
                     prior = self.distribution(site, self.prior_args(site), ())
                 values[site.name] = numpyro.sample(site.name, prior)
             params = self.canonical(values)
-            if not sparse:
+            if not (sparse or sharded):
                 if counts is not None and batch_size is not None:
                     counts = counts[idx]
                 numpyro.sample("counts", CellCounts(self.likelihood, params,
@@ -160,6 +166,12 @@ class Composition:
                 numpyro.sample("counts", CellCounts(self.likelihood, params,
                                                     (idx.shape[0], n_genes), self.mixture,
                                                     joint=True), obs=batch)
+        elif sharded:   # each device sums its own cells (scribe.shard.observe)
+            batch = counts if batch_size is None else counts.take_cells(idx)
+            with numpyro.handlers.scale(scale=n_cells / idx.shape[0]):
+                numpyro.sample("counts", ShardedCellCounts(self.likelihood, params,
+                                                           (idx.shape[0], n_genes),
+                                                           self.mixture), obs=batch)
 
     def _retained_fraction(self, values: dict) -> jnp.ndarray:
         """The likelihood's retained fraction at the global sites' values (a scalar).
@@ -180,7 +192,7 @@ class Composition:
         """UMI totals ``(B,)`` of the cells in the plate (None without counts)."""
         if counts is None:
             return None
-        if isinstance(counts, SparseCounts):
+        if isinstance(counts, SparseCounts | ShardedCounts):
             totals = counts.cell_totals
         else:
             totals = jnp.sum(jnp.asarray(counts, jnp.float32), axis=-1)

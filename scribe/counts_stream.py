@@ -91,6 +91,16 @@ class StreamedCounts:
     def nnz(self) -> int:
         return int(self.cell_nonzero.sum())
 
+    def entries_csr(self) -> sp.csr_matrix:
+        """The kept non-zeros as a CSR ``(C, G)`` over the compact arrays (a sharded fit
+        slices each device's rows from it)."""
+        if self.entries is None:
+            raise ValueError("these streamed counts kept no non-zeros: stream with "
+                             "keep_entries=True")
+        entries = self.entries
+        return sp.csr_matrix((entries.values, entries.genes, entries.indptr),
+                             shape=self.shape)
+
     def sparse_counts(self, dtype=np.float32, with_entries: bool | None = None
                       ) -> SparseCounts:
         """The :class:`SparseCounts` of these counts for the device.

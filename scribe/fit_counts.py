@@ -37,7 +37,8 @@ def stream_for_fit(data: Any, model_config: ModelConfig, batch_size: int | None,
                    layer: str | None = None, cells_axis: int = 0,
                    block_cells: int = DEFAULT_BLOCK_CELLS,
                    sample_cells: int = SAMPLE_CELLS,
-                   check_shape=None) -> tuple[StreamedCounts, Any]:
+                   check_shape=None, keep_entries: bool | None = None,
+                   ) -> tuple[StreamedCounts, Any]:
     """One pass over ``data`` keeping what fitting ``model_config`` needs.
 
     Parameters
@@ -53,6 +54,9 @@ def stream_for_fit(data: Any, model_config: ModelConfig, batch_size: int | None,
     check_shape : callable, optional
         Called with ``(n_cells, n_genes)`` before the pass (arguments that depend on the
         data's size fail before anything is read).
+    keep_entries : bool, optional
+        Keep the non-zeros whatever the model needs (a sharded fit splits them across
+        devices); None: only where :func:`needs_entries` says so.
 
     Returns
     -------
@@ -65,7 +69,9 @@ def stream_for_fit(data: Any, model_config: ModelConfig, batch_size: int | None,
         check_shape(*blocks.shape)
     if batch_size is not None and batch_size >= blocks.shape[0]:
         batch_size = None
-    streamed = stream_counts(blocks, keep_entries=needs_entries(model_config, batch_size),
+    if keep_entries is None:
+        keep_entries = needs_entries(model_config, batch_size)
+    streamed = stream_counts(blocks, keep_entries=keep_entries,
                              sample_cells=sample_cells, seed=seed)
     return streamed, adata
 

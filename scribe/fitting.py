@@ -16,6 +16,7 @@ from scribe.counts_stream import StreamedCounts, record_sample, warn_zero_genes
 from scribe.data import prepare_counts
 from scribe.fit_counts import stream_for_fit
 from scribe.plugins import lookup_model_type
+from scribe.shard.devices import check_sharded_fit, resolve_devices
 from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
 from scribe.svi.engine import SVIInferenceEngine
 from scribe.svi.factory import SVIResultsFactory
@@ -94,6 +95,7 @@ def fit(
     guide_family: str | None = None,
     tol: float | None = DEFAULT_TOL,
     patience: int = DEFAULT_PATIENCE,
+    devices=None,
 ) -> ScribeSVIResults:
     """Fit a model to UMI counts by stochastic variational inference.
 
@@ -157,6 +159,13 @@ def fit(
         :mod:`scribe.svi.convergence`) is below ``tol``. None or 0 runs all ``n_steps``.
     patience : int, default 3
         Consecutive flat checks needed to stop.
+    devices : None, int or list of jax.Device, optional
+        Split the cells across JAX devices (docs/scale.md): an integer ``n`` takes the
+        first ``n`` of ``jax.devices()``. Each device holds its cells' non-zeros and
+        per-cell parameters; global parameters are replicated and the ELBO is reduced
+        across devices. None (the default) is one device, unchanged. With
+        ``batch_size`` (a multiple of the number of devices) each device draws
+        ``batch_size / devices`` of its own cells per step.
 
     Returns
     -------
@@ -181,6 +190,7 @@ def fit(
                    component_specific_params=component_specific_params,
                    store_counts=store_counts)
     check_stopping_args(tol, patience)
+    devices = resolve_devices(devices)
     config = ModelConfig(model_type=model_type, parameterization=parameterization,
                          n_components=n_components, priors=priors,
                          component_specific_params=component_specific_params,
@@ -191,7 +201,8 @@ def fit(
         # One pass over the counts, in memory or on disk (scribe.fit_counts).
         counts, adata = stream_for_fit(
             data, config, batch_size, seed, layer=layer, cells_axis=cells_axis,
-            check_shape=lambda n_cells, n_genes: check_data_fit(config, n_cells, n_genes))
+            check_shape=lambda n_cells, n_genes: check_data_fit(config, n_cells, n_genes),
+            keep_entries=devices is not None or None)
         warn_zero_genes(counts.gene_nonzero)
         library = counts.cell_totals
     else:
@@ -199,6 +210,10 @@ def fit(
         library = None
     n_cells, n_genes = counts.shape
     check_data_fit(config, n_cells, n_genes)
+    if devices is not None:
+        check_sharded_fit(devices, n_cells, None if batch_size is None or batch_size >= n_cells
+                          else int(batch_size),
+                          lookup_model_type(model_type).likelihood is not None)
     if config.mrna_total is not None:
         warn_clipped_anchor(counts if library is None else library[:, None],
                             config.mrna_total)
@@ -210,7 +225,7 @@ def fit(
         optimizer=default_optimizer() if optimizer is None else optimizer,
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,
-        stable_update=stable_update, progress=progress, stopping=monitor)
+        stable_update=stable_update, progress=progress, stopping=monitor, devices=devices)
     divergence = run.divergence
     message = divergence.message(len(run.losses))
     if message is not None:

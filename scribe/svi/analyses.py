@@ -29,6 +29,7 @@ from scribe.counts_cache import COUNTS_CACHE
 from scribe.data import prepare_counts
 from scribe.parameterization import GENE
 from scribe.scipy_backend import to_scipy
+from scribe.shard.devices import resolve_devices
 from scribe.stats import (
     assignment_entropy,
     assignment_probabilities,
@@ -115,7 +116,8 @@ class AnalysesMixin:
         return jnp.asarray(array, dtype), weight_type
 
     def _evaluate(self, counts, draws: dict, *, return_by: str, split: bool, weights,
-                  weight_type, batch_size, cells_axis: int, dtype) -> jnp.ndarray:
+                  weight_type, batch_size, cells_axis: int, dtype,
+                  devices=None) -> jnp.ndarray:
         if return_by not in _RETURN_BY:
             raise ValueError(f"return_by must be 'cell' or 'gene', got {return_by!r}")
         if split and not self.model_config.is_mixture:
@@ -123,11 +125,47 @@ class AnalysesMixin:
                              f"is not one")
         batch_size = check_optional_positive_int("batch_size", batch_size)
         weights, weight_type = self._check_weights(weights, weight_type, dtype)
+        devices = resolve_devices(devices)
+        if devices is not None:
+            return self._evaluate_sharded(counts, draws, devices, return_by=return_by,
+                                          split=split, weights=weights,
+                                          weight_type=weight_type, batch_size=batch_size,
+                                          cells_axis=cells_axis, dtype=dtype)
         sparse = self._sparse_counts(counts, cells_axis, dtype, draws)
         draws = {k: (jnp.asarray(v, dtype) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)
                      else jnp.asarray(v)) for k, v in draws.items()}
         return self._evaluator()(sparse, draws, by=return_by, split=split, weights=weights,
                                  weight_type=weight_type, batch_size=batch_size)
+
+    def _evaluate_sharded(self, counts, draws: dict, devices: tuple, *, return_by: str,
+                          split: bool, weights, weight_type, batch_size, cells_axis: int,
+                          dtype) -> jnp.ndarray:
+        """:meth:`_evaluate` with the cells split across ``devices`` (scribe.shard)."""
+        from scribe.shard import analyses as sharded
+        from scribe.shard.devices import CellMesh
+
+        if self._view.spec.likelihood is None:
+            raise ValueError(f"devices: only model types composed from a likelihood are "
+                             f"evaluated across devices, not '{self.model_type}'")
+        matrix, _ = prepare_counts(counts, cells_axis=cells_axis, warn_zero_genes=False)
+        n_cells, n_genes = matrix.shape
+        if n_genes != self.n_genes:
+            raise ValueError(f"counts have {n_genes} genes but the model was fitted to "
+                             f"{self.n_genes} genes")
+        evaluator = self._evaluator()
+        if (evaluator.cell_names({n: draws[n] for n in evaluator.parameter_names(draws)},
+                                 leading=1) and n_cells != self.n_cells):
+            raise ValueError(f"counts have {n_cells} cells but the model has per-cell "
+                             f"parameters for {self.n_cells} cells")
+        if n_cells < len(devices):
+            raise ValueError(f"devices={len(devices)} but the counts have only {n_cells} "
+                             f"cells: each device needs at least one cell")
+        draws = {k: (jnp.asarray(v, dtype) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)
+                     else jnp.asarray(v)) for k, v in draws.items()}
+        return sharded.log_likelihood(evaluator, matrix, draws,
+                                      CellMesh.create(devices, n_cells), by=return_by,
+                                      split=split, weights=weights, weight_type=weight_type,
+                                      batch_size=batch_size, dtype=dtype)
 
     @staticmethod
     def _drop_nan_draws(values: jnp.ndarray, ignore_nans: bool) -> jnp.ndarray:
@@ -149,7 +187,8 @@ class AnalysesMixin:
     def log_likelihood(self, counts, batch_size: int | None = None, return_by: str = "cell",
                        cells_axis: int = 0, ignore_nans: bool = False,
                        split_components: bool = False, weights=None,
-                       weight_type: str | None = None, dtype=jnp.float32) -> jnp.ndarray:
+                       weight_type: str | None = None, dtype=jnp.float32,
+                       devices=None) -> jnp.ndarray:
         """Log-likelihood of ``counts`` under each posterior draw (SPEC section 4).
 
         Parameters
@@ -171,6 +210,11 @@ class AnalysesMixin:
         weight_type : {"multiplicative", "additive"}, optional
             ``w_g l_cgk`` or ``l_cgk + w_g``; required with ``weights``.
         dtype : jnp dtype, default float32
+        devices : None, int or list of jax.Device, optional
+            Split the cells across these devices (docs/scale.md), each evaluating its
+            own cells; the result equals the single-device one to float rounding and is
+            returned on one device. None: one device. Also accepted by
+            ``log_likelihood_map`` and ``cell_type_probabilities[_map]``.
 
         Returns
         -------
@@ -187,7 +231,8 @@ class AnalysesMixin:
         samples = self._require_samples("log_likelihood")
         result = self._evaluate(counts, samples, return_by=return_by, split=split_components,
                                 weights=weights, weight_type=weight_type,
-                                batch_size=batch_size, cells_axis=cells_axis, dtype=dtype)
+                                batch_size=batch_size, cells_axis=cells_axis, dtype=dtype,
+                                devices=devices)
         result = self._drop_nan_draws(result, ignore_nans)
         n_draws = next(iter(samples.values())).shape[0]
         if (return_by == "cell" and not split_components and weights is None
@@ -199,7 +244,8 @@ class AnalysesMixin:
                            gene_batch_size: int | None = None, return_by: str = "cell",
                            cells_axis: int = 0, split_components: bool = False, weights=None,
                            weight_type: str | None = None, use_mean: bool = True,
-                           verbose: bool = True, dtype=jnp.float32) -> jnp.ndarray:
+                           verbose: bool = True, dtype=jnp.float32,
+                           devices=None) -> jnp.ndarray:
         """Log-likelihood of ``counts`` at the MAP estimate.
 
         Parameters are those of :meth:`log_likelihood`, plus:
@@ -222,7 +268,7 @@ class AnalysesMixin:
         draw = self._map_draw(use_mean, verbose)
         return self._evaluate(counts, draw, return_by=return_by, split=split_components,
                               weights=weights, weight_type=weight_type, batch_size=batch_size,
-                              cells_axis=cells_axis, dtype=dtype)[0]
+                              cells_axis=cells_axis, dtype=dtype, devices=devices)[0]
 
     # ---- assignments --------------------------------------------------------------------
     def mixture_component_entropy(self, counts, return_by: str = "gene",
@@ -279,7 +325,8 @@ class AnalysesMixin:
                                 dtype=jnp.float32, fit_distribution: bool = True,
                                 temperature: float | None = None, weights=None,
                                 weight_type: str | None = None,
-                                verbose: bool = True) -> dict[str, jnp.ndarray]:
+                                verbose: bool = True,
+                                devices=None) -> dict[str, jnp.ndarray]:
         """Per-draw cell-type probabilities and a Dirichlet fitted to them per cell.
 
         Returns
@@ -298,7 +345,8 @@ class AnalysesMixin:
         samples = self._require_samples("cell_type_probabilities")
         log_lik = self._evaluate(counts, samples, return_by="cell", split=True,
                                  weights=weights, weight_type=weight_type,
-                                 batch_size=batch_size, cells_axis=cells_axis, dtype=dtype)
+                                 batch_size=batch_size, cells_axis=cells_axis, dtype=dtype,
+                                 devices=devices)
         log_lik = self._drop_nan_draws(log_lik, ignore_nans)
         probabilities = assignment_probabilities(log_lik, temperature)
         result = {"sample_probabilities": probabilities}
@@ -313,7 +361,8 @@ class AnalysesMixin:
                                     cells_axis: int = 0, dtype=jnp.float32,
                                     temperature: float | None = None, weights=None,
                                     weight_type: str | None = None, use_mean: bool = False,
-                                    verbose: bool = True) -> dict[str, jnp.ndarray]:
+                                    verbose: bool = True,
+                                    devices=None) -> dict[str, jnp.ndarray]:
         """Cell-type probabilities at the MAP: ``{"probabilities": (C, K)}``.
 
         Raises
@@ -325,7 +374,7 @@ class AnalysesMixin:
         log_lik = self.log_likelihood_map(
             counts, batch_size=batch_size, return_by="cell", cells_axis=cells_axis,
             split_components=True, weights=weights, weight_type=weight_type,
-            use_mean=use_mean, verbose=verbose, dtype=dtype)
+            use_mean=use_mean, verbose=verbose, dtype=dtype, devices=devices)
         return {"probabilities": assignment_probabilities(log_lik, temperature)}
 
     # ---- normalisation ------------------------------------------------------------------

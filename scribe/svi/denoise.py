@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from scribe.shard.devices import resolve_devices
 from scribe.svi import pointwise
 
 METHODS = ("mean", "sample")
@@ -78,7 +79,7 @@ def _passes_through(likelihood) -> bool:
 
 
 def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | None = None,
-                   batch_size: int | None = None, rng_key=None):
+                   batch_size: int | None = None, rng_key=None, devices=None):
     """The molecules behind the observed counts, per cell and gene.
 
     Parameters
@@ -96,6 +97,9 @@ def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | No
         for ``"mean"``; ``"sample"`` draws per block, so its random numbers do.
     rng_key : jax PRNG key, optional
         For the parameter draws and ``"sample"``; default ``PRNGKey(0)``.
+    devices : None, int or list of jax.Device, optional
+        Run ``D`` blocks at a time, one per device (docs/scale.md); each block keeps its
+        random keys, so the result is that of one device. None: one device.
 
     Returns
     -------
@@ -115,6 +119,7 @@ def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | No
         raise ValueError(f"method must be 'mean' or 'sample', got {method!r}")
     n_samples = pointwise.check_n_samples(n_samples)
     batch_size = pointwise.check_batch_size(batch_size)
+    devices = resolve_devices(devices)
     likelihood = pointwise.likelihood_of(results, "denoise_counts")
     matrix = pointwise.prepared_counts(results, counts)
     if _passes_through(likelihood):
@@ -128,7 +133,7 @@ def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | No
     draws = pointwise.draws_for(results, n_samples, key_draws)
     global_params, cell_params = pointwise.split_params(results, draws)
     mixture = bool(results.model_config.is_mixture)
-    weights = pointwise.assignment_weights(results, matrix, draws, batch_size)
+    weights = pointwise.assignment_weights(results, matrix, draws, batch_size, devices)
     try:
         probe = jnp.zeros((1, results.n_genes), jnp.float32)
         jax.eval_shape(likelihood.denoised, probe,
@@ -139,13 +144,38 @@ def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | No
                          f"{error}") from None
     n_draws = next(iter(global_params.values())).shape[0]
     program = (_mean_program if method == "mean" else _sample_program)(likelihood, mixture)
-    out = []
-    for index, (cells, block) in enumerate(pointwise.cell_blocks(matrix, batch_size,
-                                                                  "denoising")):
-        params = pointwise.block_params(global_params, cell_params, cells, weights)
-        if method == "mean":
-            out.append(np.asarray(program(jnp.asarray(block), params)))
-        else:
-            keys = jax.random.split(jax.random.fold_in(key_molecules, index), n_draws)
-            out.append(np.asarray(program(jnp.asarray(block), params, keys)))
+    def arguments():
+        for index, (cells, block) in enumerate(pointwise.cell_blocks(matrix, batch_size,
+                                                                      "denoising")):
+            params = pointwise.block_params(global_params, cell_params, cells, weights)
+            if method == "mean":
+                yield block, params
+            else:
+                yield block, params, jax.random.split(jax.random.fold_in(key_molecules,
+                                                                         index), n_draws)
+
+    if devices is None:
+        out = [np.asarray(program(jnp.asarray(args[0]), *args[1:])) for args in arguments()]
+    else:
+        out = _on_devices(devices, program, arguments(), batch_size)
     return np.concatenate(out, axis=0 if method == "mean" else 1)
+
+
+def _on_devices(devices: tuple, program, arguments, batch_size: int) -> list:
+    """Full blocks ``len(devices)`` at a time, one per device
+    (:func:`scribe.shard.analyses.map_blocks`); a last, shorter block runs on one device
+    as it is (random draws depend on a block's shape, so it is not padded)."""
+    from scribe.shard.analyses import map_blocks
+
+    last = []
+
+    def full():
+        for args in arguments:
+            if args[0].shape[0] < batch_size:
+                last.append(args)
+            else:
+                yield args
+
+    out = list(map_blocks(devices, program, full()))
+    out += [np.asarray(program(jnp.asarray(args[0]), *args[1:])) for args in last]
+    return out

@@ -27,6 +27,10 @@ from scribe.config import ModelConfig
 from scribe.counts_stream import StreamedCounts
 from scribe.fit_counts import device_counts, stream_for_fit
 from scribe.progress import is_enabled as progress_enabled
+from scribe.shard.batches import StratifiedCells
+from scribe.shard.counts import ShardedCounts
+from scribe.shard.devices import CellMesh, check_sharded_fit, resolve_devices
+from scribe.shard.training import cell_param_names, gather_params, place_carry, shard_state
 from scribe.svi.convergence import ConvergenceMonitor
 from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
 from scribe.svi.phase_times import PhaseTimes
@@ -111,11 +115,14 @@ class ScribeRunResult(SVIRunResult):
     Attributes
     ----------
     divergence : scribe.svi.divergence.Divergence
+    n_devices : int
+        Devices the cells were split across (1: unsharded).
     """
 
-    def __new__(cls, params, state, losses, divergence: Divergence):
+    def __new__(cls, params, state, losses, divergence: Divergence, n_devices: int = 1):
         result = super().__new__(cls, params, state, losses)
         result.divergence = divergence
+        result.n_devices = int(n_devices)
         return result
 
 
@@ -181,6 +188,7 @@ class SVIInferenceEngine:
         progress: bool = True,
         *,
         stopping: ConvergenceMonitor | None = None,
+        devices=None,
     ) -> SVIRunResult:
         """Execute SVI inference.
 
@@ -207,6 +215,11 @@ class SVIInferenceEngine:
             A stopping rule, checked on the host after every ``stopping.window`` steps;
             ``n_steps`` is then a cap and the monitor records whether and when the fit
             converged. None (the default) runs exactly ``n_steps`` steps.
+        devices : None, int or list of jax.Device, optional
+            Split the cells across these devices (:mod:`scribe.shard`, docs/scale.md):
+            an integer takes the first ``n`` of ``jax.devices()``. None (the default) is
+            one device, the unsharded code path. With ``batch_size``, each device draws
+            ``batch_size / devices`` of its own cells per step.
 
         Returns
         -------
@@ -216,7 +229,8 @@ class SVIInferenceEngine:
             ended the fit earlier, or the run diverged (no finite loss for
             ``STOP_AFTER_NONFINITE`` steps). Plus ``divergence``
             (:class:`~scribe.svi.divergence.Divergence`): a run that ended diverged
-            returns the last parameters at which the loss was finite.
+            returns the last parameters at which the loss was finite; and
+            ``n_devices``, the number of devices the cells were split across.
 
         Raises
         ------
@@ -227,17 +241,29 @@ class SVIInferenceEngine:
         check_run_args(model_config, count_data, n_cells, n_genes, optimizer=optimizer,
                        loss=loss, n_steps=n_steps, seed=seed, stable_update=stable_update,
                        progress=progress)
+        devices = resolve_devices(devices)
         n_steps, seed = int(n_steps), int(seed)
         batch_size = _check_batch_size(batch_size, n_cells)
         timings = PhaseTimes()
-        if plugins.lookup_model_type(model_config.model_type).likelihood is not None:
+        composed = plugins.lookup_model_type(model_config.model_type).likelihood is not None
+        cell_mesh = None
+        if devices is not None:
+            check_sharded_fit(devices, n_cells, batch_size, composed)
+            cell_mesh = CellMesh.create(devices, n_cells)
+        if composed:
             # One pass over the counts (scribe.fit_counts): statistics, the cell sample of
             # the starting values and, where the model needs them, the non-zeros.
             if not isinstance(count_data, StreamedCounts):
-                count_data = stream_for_fit(count_data, model_config, batch_size, seed)[0]
+                count_data = stream_for_fit(count_data, model_config, batch_size, seed,
+                                            keep_entries=cell_mesh is not None or None)[0]
             init = initial_params(model_config, count_data, seed)
             timings.mark("initial_values")
-            counts = device_counts(count_data, model_config, batch_size)
+            if cell_mesh is not None:
+                # Each device's cells from the pass's compact non-zeros.
+                counts = ShardedCounts.from_matrix(count_data.entries_csr(), cell_mesh,
+                                                   batch_size)
+            else:
+                counts = device_counts(count_data, model_config, batch_size)
             timings.mark("device_counts")
         else:
             if isinstance(count_data, StreamedCounts):
@@ -249,9 +275,17 @@ class SVIInferenceEngine:
             init = None
 
         model, guide = resolve_model_and_guide(model_config)
+        if cell_mesh is not None and batch_size is not None:
+            model = StratifiedCells(model, cell_mesh.layout, batch_size)
+            guide = StratifiedCells(guide, cell_mesh.layout, batch_size)
         svi = SVI(model, guide, optimizer, loss)
         state = _compiled_init(svi, jax.random.PRNGKey(seed), n_cells, n_genes, counts,
                                batch_size, init)
+        if cell_mesh is not None:
+            from scribe.compose import Composition
+            state = shard_state(svi, state, cell_mesh, cell_param_names(
+                Composition(model_config), n_cells, n_genes))
+            init = None   # its per-cell (C,) arrays would stay on the first device
         jax.block_until_ready(state)
         timings.mark("svi_init")
 
@@ -263,7 +297,6 @@ class SVIInferenceEngine:
             stopping = None
             chunk = _chunk_size(n_steps)
 
-        @jax.jit
         def run_chunk(carry, counts, offset, n_active):
             # carry: (state, last state with a finite loss, its step, non-finite steps,
             # first non-finite step, current run of non-finite steps); see divergence.py.
@@ -297,6 +330,12 @@ class SVIInferenceEngine:
         minus_one = jnp.asarray(-1, jnp.int32)
         zero = jnp.asarray(0, jnp.int32)
         carry = (state, state, minus_one, zero, minus_one, zero)
+        if cell_mesh is None:
+            run_chunk = jax.jit(run_chunk)
+        else:   # keep per-cell state split and global state replicated across chunks
+            carry, shardings = place_carry(carry, cell_mesh)
+            run_chunk = jax.jit(run_chunk, out_shardings=(shardings,
+                                                          cell_mesh.replicated()))
         losses = None   # filled in place; its dtype is the loss's (float64 under x64)
         with tqdm(total=n_steps, disable=not show_bar(progress), desc="SVI",
                   unit="step") as bar:
@@ -338,7 +377,10 @@ class SVIInferenceEngine:
         if divergence.diverged and stopping is not None:
             stopping.converged, stopping.converged_step = False, None
         timings.mark("loop", done - first_chunk)
-        result = ScribeRunResult(svi.get_params(state), state, jnp.asarray(losses[:done]),
-                                 divergence)
+        params = svi.get_params(state)
+        if cell_mesh is not None:
+            params = gather_params(params)
+        result = ScribeRunResult(params, state, jnp.asarray(losses[:done]), divergence,
+                                 n_devices=1 if cell_mesh is None else cell_mesh.n_devices)
         result.timings = timings.as_dict()
         return result

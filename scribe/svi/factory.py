@@ -60,4 +60,5 @@ class SVIResultsFactory:
             results = ScribeSVIResults(n_cells=n_cells, n_genes=n_genes,
                                        model_type=model_type, **common)
         results._set_divergence(divergence)
+        results._set_n_devices(getattr(svi_results, "n_devices", 1))
         return results

@@ -138,7 +138,8 @@ def per_component(likelihood: Likelihood, fn: Callable, block, params: dict) -> 
     return jax.vmap(lambda p: fn(block, p), in_axes=(axes,), out_axes=-1)(component_params)
 
 
-def assignment_weights(results, matrix, draws: dict, batch_size: int) -> jnp.ndarray | None:
+def assignment_weights(results, matrix, draws: dict, batch_size: int,
+                       devices=None) -> jnp.ndarray | None:
     """``P(k | x_c)`` under each draw, ``(S, C, K)``; None for a model without components.
 
     From the exact sparse per-cell log-likelihoods (:mod:`scribe.svi.loglik`, cost in
@@ -148,7 +149,7 @@ def assignment_weights(results, matrix, draws: dict, batch_size: int) -> jnp.nda
         return None
     log_lik = results._evaluate(matrix, draws, return_by="cell", split=True, weights=None,
                                 weight_type=None, batch_size=batch_size, cells_axis=0,
-                                dtype=jnp.float32)
+                                dtype=jnp.float32, devices=devices)
     return jax.nn.softmax(log_lik, axis=-1)
 
 

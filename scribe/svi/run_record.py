@@ -8,6 +8,8 @@ absent for results built without a record (then the properties are None):
 * ``diverged``: 0/1, the run ended non-finite and the stored parameters are the last
   ones at which the loss was finite (see :mod:`scribe.svi.divergence`).
 
+* ``n_devices``: devices the cells were split across in the fit (docs/scale.md).
+
 They survive ``save`` / ``load`` with the rest of the group.
 """
 
@@ -19,7 +21,8 @@ from scribe.svi.storage import OPTIMIZATION
 
 NONFINITE_ATTR, DIVERGENCE_STEP_ATTR, DIVERGED_ATTR = (
     "n_nonfinite_steps", "divergence_step", "diverged")
-RECORD_ATTRS = (NONFINITE_ATTR, DIVERGENCE_STEP_ATTR, DIVERGED_ATTR)
+N_DEVICES_ATTR = "n_devices"
+RECORD_ATTRS = (NONFINITE_ATTR, DIVERGENCE_STEP_ATTR, DIVERGED_ATTR, N_DEVICES_ATTR)
 
 
 def divergence_attrs(divergence: Divergence | None) -> dict[str, int]:
@@ -57,6 +60,17 @@ class RunRecordMixin:
         fitted posterior (None: not recorded)."""
         value = self._record(DIVERGED_ATTR)
         return None if value is None else bool(value)
+
+    @property
+    def n_devices(self) -> int | None:
+        """Devices the fit split the cells across (None: not recorded). The results
+        themselves are never sharded: they load and analyse on one device."""
+        return self._record(N_DEVICES_ATTR)
+
+    def _set_n_devices(self, n_devices: int) -> None:
+        group = self._group(OPTIMIZATION).copy()
+        group.attrs = {**group.attrs, N_DEVICES_ATTR: int(n_devices)}
+        self._set_group(OPTIMIZATION, group)
 
     def _set_divergence(self, divergence: Divergence | None) -> None:
         """Record ``divergence`` (None: remove the record)."""
