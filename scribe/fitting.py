@@ -9,6 +9,7 @@ from numpyro.infer import TraceMeanField_ELBO
 from numpyro.optim import Adam
 
 from scribe.anchoring import DEFAULT_LOG_SD, warn_clipped_anchor
+from scribe.batching import AUTO, auto_batch_size
 from scribe.compose import check_prior_shapes, validated_priors
 from scribe.config import ModelConfig
 from scribe.data import prepare_counts
@@ -46,7 +47,12 @@ def check_fit_args(*, n_steps, batch_size, seed, optimizer, loss, stable_update,
                    component_specific_params, store_counts) -> None:
     """Validate ``fit``'s scalar arguments before any data are read (TypeError/ValueError)."""
     check_positive_int("n_steps", n_steps)
-    check_optional_positive_int("batch_size", batch_size)
+    if isinstance(batch_size, str):
+        if batch_size != AUTO:
+            raise ValueError(f"batch_size must be a positive integer, None or {AUTO!r}, "
+                             f"got {batch_size!r}")
+    else:
+        check_optional_positive_int("batch_size", batch_size)
     check_seed("seed", seed)
     if optimizer is not None:
         check_optimizer("optimizer", optimizer)
@@ -76,7 +82,7 @@ def fit(
     n_components: int | None = None,
     priors: dict | None = None,
     n_steps: int = 100_000,
-    batch_size: int | None = None,
+    batch_size: int | str | None = AUTO,
     seed: int = 42,
     layer: str | None = None,
     cells_axis: int = 0,
@@ -111,8 +117,11 @@ def fit(
         The most SVI steps to run (a positive integer; numpy integers accepted, floats
         and bools refused); the fit stops earlier once the loss has converged (see
         ``tol``) or the optimiser has diverged.
-    batch_size : int, optional
-        Cells per step (None: all cells).
+    batch_size : int, None or "auto", default "auto"
+        Cells per step (None: all cells). ``"auto"``: all cells, except for models whose
+        full-batch step grows with the entries (mixtures, ``zinbvcp``, plugin likelihoods
+        without sparse sums) on more than 8,192 cells, which take 2,048 cells per step
+        (:mod:`scribe.batching`, measured in docs/benchmarks.md).
     seed : int, default 42
         An integer in ``[0, 2**32 - 1]``.
     layer : str, optional
@@ -186,6 +195,9 @@ def fit(
     counts, adata = prepare_counts(data, layer=layer, cells_axis=cells_axis)
     n_cells, n_genes = counts.shape
     check_data_fit(config, n_cells, n_genes)
+    if isinstance(batch_size, str):
+        batch_size = auto_batch_size(lookup_model_type(model_type).likelihood,
+                                     config.is_mixture, n_cells)
     if config.mrna_total is not None:
         warn_clipped_anchor(counts, config.mrna_total)
     monitor = ConvergenceMonitor(tol=tol, patience=patience)

@@ -64,12 +64,18 @@ class Likelihood:
         Latents needed beyond ``p`` and ``r``.
     guide_family : str
         Guide family used when the user names none (``ModelConfig(guide_family=None)``).
+    statistics_only : bool
+        ``total_log_prob`` of a full matrix costs O(cells + genes), not O(non-zeros).
     """
 
     name: str = ""
     description: str = ""
     latents: tuple[Latent, ...] = ()
     guide_family: str = "mean_field"
+    #: True when ``total_log_prob`` of a full matrix reads only sufficient statistics (its
+    #: cost does not grow with the non-zeros); ``batch_size="auto"`` then keeps a full
+    #: batch (:mod:`scribe.batching`).
+    statistics_only: bool = False
 
     def scopes(self) -> dict[str, str]:
         """Scope of every canonical parameter: ``{"p": "shared", "r": "gene", ...}``."""
@@ -107,6 +113,18 @@ class Likelihood:
     def total_log_prob(self, counts: SparseCounts, params: dict) -> jnp.ndarray:
         """Log-likelihood of all counts, a scalar."""
         return jnp.sum(self.cell_log_prob(counts, params))
+
+    def component_cell_log_prob(self, counts: SparseCounts, params: dict,
+                                gene_weights: jnp.ndarray | None = None
+                                ) -> jnp.ndarray | None:
+        """Log-likelihood of each cell under each mixture component, ``(C, K)``, or None.
+
+        ``params`` carry the component axis (``r`` ``(K, G)``, ...). None (the default)
+        means "no joint evaluation": :func:`scribe.mixture.component_cell_log_prob` then
+        maps :meth:`cell_log_prob` over the components. Override it when the components
+        can share work per non-zero (see ``scribe_builtin.nb_mixture_sparse``).
+        """
+        return None
 
     def cdf(self, counts: jnp.ndarray, params: dict) -> jnp.ndarray:
         """Elementwise ``P(X <= x)``, shape ``(C, G)`` (goodness of fit).
