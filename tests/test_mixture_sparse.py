@@ -187,3 +187,14 @@ def test_batch_size_strings_other_than_auto_are_refused(value):
         check_fit_args(n_steps=10, batch_size=value, seed=0, optimizer=None, loss=None,
                        stable_update=True, progress=False, component_specific_params=False,
                        store_counts=False)
+
+
+def test_cli_batch_size_argument():
+    import argparse
+
+    from scribe.cli.fit import _batch_size
+
+    assert (_batch_size("auto"), _batch_size("all"), _batch_size("512")) == ("auto", None, 512)
+    for text in ("0", "-3", "half"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integer"):
+            _batch_size(text)
