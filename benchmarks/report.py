@@ -89,16 +89,19 @@ def time_to_fit_table(data: dict) -> str:
     real = [r for r in data["rows"] if "data" in r]
     lines = []
     if simulated:
-        lines += ["| model type | param. | density | wall (s) | steps | converged | r error "
+        lines += ["| model type | param. | density | batch | load | wall (s) | steps | converged "
+                  "| r error "
                   "| Δp / p̂ error | gate error | ARI | r cov. | gate cov. | p̂ cov. "
                   "| reference: steps, wall (s), r error, Δp / p̂ error | peak RSS (MB) |",
-                  "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+                  "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
         for row in simulated:
             if "error" in row:
-                lines.append(f"| {row['model_type']} | | | {row['error']} |" + " |" * 11)
+                lines.append(f"| {row['model_type']} | | | | | {row['error']} |" + " |" * 11)
                 continue
             p_err = (pct(row, "p_hat_error") if "p_hat_error" in row
                      else num(row, "p_error", "{:.4f}"))
+            # Rows before the batch and load were recorded: full batch, load unknown.
+            load = "–".join(f"{x:g}" for x in row["load"]) if row.get("load") else "—"
             ref = row.get("reference")
             ref_text = "—" if not ref else (
                 f"{ref['steps']}, {ref['seconds']:.0f}, {pct(ref, 'r_error')}, "
@@ -106,7 +109,8 @@ def time_to_fit_table(data: dict) -> str:
                    else num(ref, "p_error", "{:.4f}")))
             lines.append(
                 f"| {row['model_type']} | {row['parameterization']} | {row['density']:.1%} | "
-                f"{row['seconds']:.1f} | {row['n_steps_run']} | {row['converged']} | "
+                f"{row.get('batch_size') or 'all'} | {load} | {row['seconds']:.1f} | "
+                f"{row['n_steps_run']} | {row['converged']} | "
                 f"{pct(row, 'r_error')} | {p_err} | {num(row, 'gate_error')} | "
                 f"{num(row, 'ari')} | {pct(row, 'r_coverage')} | {pct(row, 'gate_coverage')} | "
                 f"{pct(row, 'p_hat_coverage')} | {ref_text} | {row['peak_rss_mb']:.0f} |")
