@@ -133,6 +133,29 @@ def time_to_fit_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def likelihood_step_table(data: dict) -> str:
+    """benchmarks/likelihood_step.py: the likelihood's value and gradient per step."""
+    lines = ["| model type | size | non-zeros | batch | batch capacity | full (ms) | batch (ms) "
+             "| of which gather (ms) | full / batch | load |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in data["rows"]:
+        lines.append(f"| {row['model_type']} | {row['size']} | {row['nnz']:,} | "
+                     f"{row['batch_size']} | {row['batch_capacity'][0]:,} | "
+                     f"{row['full_ms']:.0f} | {row['batch_ms']:.0f} | "
+                     f"{row['batch_gather_ms']:.0f} | {row['full_over_batch']:.1f}× | "
+                     f"{row['load']:.1f} |")
+    return "\n".join(lines)
+
+
+def xla_ops_table(data: dict) -> str:
+    """benchmarks/xla_cpu_ops.py: indexing primitives at a mixture step's size."""
+    lines = [f"{data['nnz']:,} entries, K = {data['components']}, load "
+             f"{data['load'][0]:.1f}–{data['load'][1]:.1f}.", "",
+             "| operation | ms |", "|---|---:|"]
+    lines += [f"| {row['operation']} | {row['ms']:.1f} |" for row in data["rows"]]
+    return "\n".join(lines)
+
+
 def main(paths: list[str]) -> None:
     for path in paths:
         with open(path) as handle:
@@ -140,6 +163,10 @@ def main(paths: list[str]) -> None:
         print(f"### {path}\n")
         if data.get("time_to_fit"):
             print(time_to_fit_table(data))
+        elif data.get("likelihood_step"):
+            print(likelihood_step_table(data))
+        elif "components" in data and "nnz" in data:
+            print(xla_ops_table(data))
         elif "cells" in data:
             print(recovery_table(data))
         elif "samples" in data:
