@@ -150,12 +150,13 @@ def test_zero_term_value_and_gradient():
 
     with jax.enable_x64(True):
         args = tuple(map(jnp.asarray, (gate, r, log_q)))
-        got = np.asarray(log_zero_cell_sums(jnp.log(args[0]), jnp.log1p(-args[0]), *args[1:]))
-        got_grad = jax.grad(fused, argnums=(0, 1, 2))(*args)
-        want_grad = jax.grad(reference, argnums=(0, 1, 2))(*args)
+        got = np.asarray(jax.jit(lambda g, rr, lq: log_zero_cell_sums(
+            jnp.log(g), jnp.log1p(-g), rr, lq))(*args))
+        got_grad = jax.jit(jax.grad(fused, argnums=(0, 1, 2)))(*args)
+        want_grad = jax.jit(jax.grad(reference, argnums=(0, 1, 2)))(*args)
         d = jnp.asarray(np.r_[-800.0, -30.0, -1.0, 0.0, 2.0, 40.0, 800.0])
-        sig = np.asarray(log_sigmoid(d))
-        sig_grad = np.asarray(jax.vmap(jax.grad(log_sigmoid))(d))
+        sig, sig_grad = jax.jit(lambda x: (log_sigmoid(x), jax.vmap(jax.grad(log_sigmoid))(x)))(d)
+        sig, sig_grad = np.asarray(sig), np.asarray(sig_grad)
     np.testing.assert_allclose(got, want, rtol=1e-12)
     for g_got, g_want in zip(got_grad, want_grad, strict=True):
         np.testing.assert_allclose(np.asarray(g_got), np.asarray(g_want), rtol=1e-10)
@@ -163,8 +164,8 @@ def test_zero_term_value_and_gradient():
     np.testing.assert_allclose(sig, -np.logaddexp(0.0, -d), rtol=1e-12)
     np.testing.assert_allclose(sig_grad, np.exp(-np.logaddexp(0.0, d)), rtol=1e-12)
     # float32: finite at the extremes.
-    got32 = log_zero_cell_sums(jnp.log(jnp.float32(gate)), jnp.log1p(-jnp.float32(gate)),
-                               jnp.float32(r), jnp.float32(log_q))
+    got32 = jax.jit(lambda g, rr, lq: log_zero_cell_sums(jnp.log(g), jnp.log1p(-g), rr, lq))(
+        jnp.float32(gate), jnp.float32(r), jnp.float32(log_q))
     assert np.all(np.isfinite(np.asarray(got32)))
 
 
