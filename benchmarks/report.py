@@ -89,16 +89,19 @@ def time_to_fit_table(data: dict) -> str:
     real = [r for r in data["rows"] if "data" in r]
     lines = []
     if simulated:
-        lines += ["| model type | param. | density | wall (s) | steps | converged | r error "
+        lines += ["| model type | param. | density | batch | load | wall (s) | steps | converged "
+                  "| r error "
                   "| Δp / p̂ error | gate error | ARI | r cov. | gate cov. | p̂ cov. "
                   "| reference: steps, wall (s), r error, Δp / p̂ error | peak RSS (MB) |",
-                  "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+                  "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
         for row in simulated:
             if "error" in row:
-                lines.append(f"| {row['model_type']} | | | {row['error']} |" + " |" * 11)
+                lines.append(f"| {row['model_type']} | | | | | {row['error']} |" + " |" * 11)
                 continue
             p_err = (pct(row, "p_hat_error") if "p_hat_error" in row
                      else num(row, "p_error", "{:.4f}"))
+            # Rows before the batch and load were recorded: full batch, load unknown.
+            load = "–".join(f"{x:g}" for x in row["load"]) if row.get("load") else "—"
             ref = row.get("reference")
             ref_text = "—" if not ref else (
                 f"{ref['steps']}, {ref['seconds']:.0f}, {pct(ref, 'r_error')}, "
@@ -106,7 +109,8 @@ def time_to_fit_table(data: dict) -> str:
                    else num(ref, "p_error", "{:.4f}")))
             lines.append(
                 f"| {row['model_type']} | {row['parameterization']} | {row['density']:.1%} | "
-                f"{row['seconds']:.1f} | {row['n_steps_run']} | {row['converged']} | "
+                f"{row.get('batch_size') or 'all'} | {load} | {row['seconds']:.1f} | "
+                f"{row['n_steps_run']} | {row['converged']} | "
                 f"{pct(row, 'r_error')} | {p_err} | {num(row, 'gate_error')} | "
                 f"{num(row, 'ari')} | {pct(row, 'r_coverage')} | {pct(row, 'gate_coverage')} | "
                 f"{pct(row, 'p_hat_coverage')} | {ref_text} | {row['peak_rss_mb']:.0f} |")
@@ -129,6 +133,29 @@ def time_to_fit_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def likelihood_step_table(data: dict) -> str:
+    """benchmarks/likelihood_step.py: the likelihood's value and gradient per step."""
+    lines = ["| model type | size | non-zeros | batch | batch capacity | full (ms) | batch (ms) "
+             "| of which gather (ms) | full / batch | load |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in data["rows"]:
+        lines.append(f"| {row['model_type']} | {row['size']} | {row['nnz']:,} | "
+                     f"{row['batch_size']} | {row['batch_capacity'][0]:,} | "
+                     f"{row['full_ms']:.0f} | {row['batch_ms']:.0f} | "
+                     f"{row['batch_gather_ms']:.0f} | {row['full_over_batch']:.1f}× | "
+                     f"{row['load']:.1f} |")
+    return "\n".join(lines)
+
+
+def xla_ops_table(data: dict) -> str:
+    """benchmarks/xla_cpu_ops.py: indexing primitives at a mixture step's size."""
+    lines = [f"{data['nnz']:,} entries, K = {data['components']}, load "
+             f"{data['load'][0]:.1f}–{data['load'][1]:.1f}.", "",
+             "| operation | ms |", "|---|---:|"]
+    lines += [f"| {row['operation']} | {row['ms']:.1f} |" for row in data["rows"]]
+    return "\n".join(lines)
+
+
 def main(paths: list[str]) -> None:
     for path in paths:
         with open(path) as handle:
@@ -136,6 +163,10 @@ def main(paths: list[str]) -> None:
         print(f"### {path}\n")
         if data.get("time_to_fit"):
             print(time_to_fit_table(data))
+        elif data.get("likelihood_step"):
+            print(likelihood_step_table(data))
+        elif "components" in data and "nnz" in data:
+            print(xla_ops_table(data))
         elif "cells" in data:
             print(recovery_table(data))
         elif "samples" in data:

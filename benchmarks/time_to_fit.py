@@ -133,9 +133,24 @@ def fit_kwargs(**extra) -> dict:
     return {k: v for k, v in extra.items() if k in accepted}
 
 
+def batch_used(model_type: str, n_cells: int, batch_size="auto"):
+    """Cells per step the fit used (None: all); "auto" resolved as ``scribe.fit`` does."""
+    if batch_size != "auto":
+        return batch_size
+    try:
+        from scribe.batching import auto_batch_size
+    except ImportError:           # versions before batch_size="auto": full batch
+        return None
+    from scribe.plugins import lookup_model_type
+
+    return auto_batch_size(lookup_model_type(model_type).likelihood,
+                           model_type.endswith("_mix"), n_cells)
+
+
 def timed_fit(counts, model_type, n_components, **kwargs):
     import scribe
 
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     results = scribe.fit(counts, model_type, n_components=n_components, progress=False,
                          **kwargs)
@@ -146,12 +161,16 @@ def timed_fit(counts, model_type, n_components, **kwargs):
         n_steps_run=int(getattr(results, "n_steps_run", losses.shape[0])),
         converged=getattr(results, "converged", None),
         final_loss=float(losses[-1]),
+        batch_size=batch_used(model_type, counts.shape[0],
+                              kwargs.get("batch_size", "auto")),
+        # The machine is shared: 1-minute load averages around the fit.
+        load=[round(load_before, 1), round(os.getloadavg()[0], 1)],
     )
 
 
 # ---- workers --------------------------------------------------------------------------------
 def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int,
-                     n_steps: int | None = None) -> dict:
+                     n_steps: int | None = None, batch_size="auto") -> dict:
     import numpy as np
     import scipy.sparse as sp
 
@@ -168,6 +187,7 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
     row = dict(model_type=model_type, size=size, density=counts.nnz / (n_cells * n_genes),
                simulation=settings)
     cap = {} if n_steps is None else {"n_steps": n_steps}
+    cap["batch_size"] = batch_size      # "auto" by default here; scribe.fit's is None
     results, timing = timed_fit(counts, model_type, k, seed=seed, **cap)
     row.update(timing)
     row.update(evaluate(results, counts, truth))
@@ -222,7 +242,8 @@ def real_worker(model_type: str, path: str, seed: int, n_steps: int | None = Non
 def run_worker(task: dict) -> dict:
     if task["kind"] == "simulated":
         return simulated_worker(task["model_type"], task["size"], task["seed"],
-                                task["reference_steps"], task.get("n_steps"))
+                                task["reference_steps"], task.get("n_steps"),
+                                task.get("batch_size", "auto"))
     return real_worker(task["model_type"], task["path"], task["seed"], task.get("n_steps"))
 
 
@@ -254,6 +275,9 @@ def main() -> None:
                         help="also fit N steps of Adam(1e-3) without stopping (the floor)")
     parser.add_argument("--n-steps", type=int, default=None,
                         help="override fit's step cap (default: fit's own default)")
+    parser.add_argument("--batch-size", default="auto",
+                        help="simulated fits: cells per step, 'none' or 'auto' (the default here; "
+                        "scribe.fit's own default is the full batch)")
     parser.add_argument("--real", default=None, help="an .h5ad of raw counts")
     parser.add_argument("--skip-simulated", action="store_true")
     parser.add_argument("--out", default=None)
@@ -264,7 +288,9 @@ def main() -> None:
 
     tasks = [] if args.skip_simulated else [
         dict(kind="simulated", model_type=m, size=args.size, seed=args.seed,
-             reference_steps=args.reference_steps, n_steps=args.n_steps)
+             reference_steps=args.reference_steps, n_steps=args.n_steps,
+             batch_size=(args.batch_size if args.batch_size == "auto" else
+                         None if args.batch_size == "none" else int(args.batch_size)))
         for m in args.model_types]
     if args.real:
         tasks += [dict(kind="real", model_type=m, path=args.real, seed=args.seed,

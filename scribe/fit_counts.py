@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from scribe import plugins
+from scribe.batching import auto_batch_size
 from scribe.cell_blocks import DEFAULT_BLOCK_CELLS, open_counts
 from scribe.config import ModelConfig
 from scribe.counts import SparseCounts
@@ -45,8 +46,9 @@ def stream_for_fit(data: Any, model_config: ModelConfig, batch_size: int | None,
     ----------
     data : see :func:`scribe.cell_blocks.open_counts`
     model_config : ModelConfig
-    batch_size : int or None
-        Cells per step (None: all; a batch at least as large as the data counts as None).
+    batch_size : int, None or "auto"
+        Cells per step (None: all; a batch at least as large as the data counts as None;
+        "auto": :func:`scribe.batching.auto_batch_size`).
     seed : int
         Seeds the cell sample of mixtures' starting values.
     layer, cells_axis : as :func:`scribe.fit`
@@ -67,6 +69,9 @@ def stream_for_fit(data: Any, model_config: ModelConfig, batch_size: int | None,
                                 block_cells=block_cells)
     if check_shape is not None:
         check_shape(*blocks.shape)
+    if isinstance(batch_size, str):          # "auto" (scribe.batching)
+        batch_size = auto_batch_size(plugins.lookup_model_type(model_config.model_type)
+                                     .likelihood, model_config.is_mixture, blocks.shape[0])
     if batch_size is not None and batch_size >= blocks.shape[0]:
         batch_size = None
     if keep_entries is None:

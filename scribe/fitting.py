@@ -10,6 +10,7 @@ from numpyro.infer import TraceMeanField_ELBO
 from numpyro.optim import Adam
 
 from scribe.anchoring import DEFAULT_LOG_SD, warn_clipped_anchor
+from scribe.batching import AUTO, auto_batch_size
 from scribe.compose import check_prior_shapes, validated_priors
 from scribe.config import ModelConfig
 from scribe.counts_stream import StreamedCounts, record_sample, warn_zero_genes
@@ -50,7 +51,12 @@ def check_fit_args(*, n_steps, batch_size, seed, optimizer, loss, stable_update,
                    component_specific_params, store_counts) -> None:
     """Validate ``fit``'s scalar arguments before any data are read (TypeError/ValueError)."""
     check_positive_int("n_steps", n_steps)
-    check_optional_positive_int("batch_size", batch_size)
+    if isinstance(batch_size, str):
+        if batch_size != AUTO:
+            raise ValueError(f"batch_size must be a positive integer, None or {AUTO!r}, "
+                             f"got {batch_size!r}")
+    else:
+        check_optional_positive_int("batch_size", batch_size)
     check_seed("seed", seed)
     if optimizer is not None:
         check_optimizer("optimizer", optimizer)
@@ -80,7 +86,7 @@ def fit(
     n_components: int | None = None,
     priors: dict | None = None,
     n_steps: int = 100_000,
-    batch_size: int | None = None,
+    batch_size: int | str | None = None,
     seed: int = 42,
     layer: str | None = None,
     cells_axis: int = 0,
@@ -116,8 +122,12 @@ def fit(
         The most SVI steps to run (a positive integer; numpy integers accepted, floats
         and bools refused); the fit stops earlier once the loss has converged (see
         ``tol``) or the optimiser has diverged.
-    batch_size : int, optional
-        Cells per step (None: all cells).
+    batch_size : int, None or "auto", default None
+        Cells per step (None: all cells, the public contract's default). ``"auto"``: all
+        cells, except for models whose full-batch step grows with the entries (mixtures,
+        ``zinbvcp``, plugin likelihoods without sparse sums) on more than 8,192 cells,
+        which take 2,048 cells per step (:mod:`scribe.batching`; about 2x faster to a
+        converged mixture fit at 20,000 cells, docs/benchmarks.md "Default batching").
     seed : int, default 42
         An integer in ``[0, 2**32 - 1]``.
     layer : str, optional
@@ -210,6 +220,9 @@ def fit(
         library = None
     n_cells, n_genes = counts.shape
     check_data_fit(config, n_cells, n_genes)
+    if isinstance(batch_size, str):
+        batch_size = auto_batch_size(lookup_model_type(model_type).likelihood,
+                                     config.is_mixture, n_cells)
     if devices is not None:
         check_sharded_fit(devices, n_cells, None if batch_size is None or batch_size >= n_cells
                           else int(batch_size),

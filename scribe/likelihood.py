@@ -64,12 +64,18 @@ class Likelihood:
         Latents needed beyond ``p`` and ``r``.
     guide_family : str
         Guide family used when the user names none (``ModelConfig(guide_family=None)``).
+    statistics_only : bool
+        ``total_log_prob`` of a full matrix costs O(cells + genes), not O(non-zeros).
     """
 
     name: str = ""
     description: str = ""
     latents: tuple[Latent, ...] = ()
     guide_family: str = "mean_field"
+    #: True when ``total_log_prob`` of a full matrix reads only sufficient statistics (its
+    #: cost does not grow with the non-zeros); ``batch_size="auto"`` then keeps a full
+    #: batch (:mod:`scribe.batching`).
+    statistics_only: bool = False
 
     def scopes(self) -> dict[str, str]:
         """Scope of every canonical parameter: ``{"p": "shared", "r": "gene", ...}``."""
@@ -111,12 +117,24 @@ class Likelihood:
     def needs_entries(self, mixture: bool) -> bool:
         """Whether a full-data fit must hold the non-zero entries, not only the statistics.
 
-        ``total_log_prob`` of a non-mixture that reads only the statistics of
+        A non-mixture whose ``total_log_prob`` reads only the statistics of
         :class:`SparseCounts` (totals, log-factorial sums, the exceedance histogram, the
-        large entries) lets fitting keep ``O(C + G)`` instead of the non-zeros.
-        Mixtures evaluate per cell (``cell_log_prob``). The default is True, always right.
+        large entries; ``statistics_only``) lets fitting keep ``O(C + G)`` instead of the
+        non-zeros. Mixtures evaluate per cell (``cell_log_prob``).
         """
-        return True
+        return mixture or not self.statistics_only
+
+    def component_cell_log_prob(self, counts: SparseCounts, params: dict,
+                                gene_weights: jnp.ndarray | None = None
+                                ) -> jnp.ndarray | None:
+        """Log-likelihood of each cell under each mixture component, ``(C, K)``, or None.
+
+        ``params`` carry the component axis (``r`` ``(K, G)``, ...). None (the default)
+        means "no joint evaluation": :func:`scribe.mixture.component_cell_log_prob` then
+        maps :meth:`cell_log_prob` over the components. Override it when the components
+        can share work per non-zero (see ``scribe_builtin.nb_mixture_sparse``).
+        """
+        return None
 
     def cdf(self, counts: jnp.ndarray, params: dict) -> jnp.ndarray:
         """Elementwise ``P(X <= x)``, shape ``(C, G)`` (goodness of fit).

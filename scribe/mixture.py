@@ -58,7 +58,15 @@ def select_components(scopes: dict[str, str], params: dict, assignment: jnp.ndar
 
 def component_cell_log_prob(likelihood, counts: SparseCounts, params: dict,
                              gene_weights: jnp.ndarray | None = None) -> jnp.ndarray:
-    """Log-likelihood of each cell under each component, ``(C, K)``, without weights."""
+    """Log-likelihood of each cell under each component, ``(C, K)``, without weights.
+
+    The likelihood's joint evaluation over components when it has one
+    (:meth:`~scribe.likelihood.Likelihood.component_cell_log_prob`), else one evaluation
+    per component.
+    """
+    joint = likelihood.component_cell_log_prob(counts, params, gene_weights)
+    if joint is not None:
+        return joint
     return _map_components(lambda p: likelihood.cell_log_prob(counts, p, gene_weights),
                            likelihood.scopes(), params, out_axes=-1)
 

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 
 from scribe.counts import LARGE_COUNT, SparseCounts
 
+from .zero_term import log_sigmoid, log_zero_cell_sums
+
 
 def _stirling_difference(z0, d):
     """``lgamma(z0 + d) - lgamma(z0)`` and its derivative in ``z0``, for ``z0 >= 8``.
@@ -126,6 +128,11 @@ class NBSums:
         return jnp.logaddexp(jnp.log(self.gate),
                              jnp.log1p(-self.gate) + self.r * self.log_q[:, None])
 
+    def _log_zero_cell_sums(self):
+        """``sum_g B_cg``, ``(C,)`` (zinbvcp only; fused, see :mod:`.zero_term`)."""
+        return log_zero_cell_sums(jnp.log(self.gate), jnp.log1p(-self.gate), self.r,
+                                  self.log_q)
+
     def _log_zero_gene(self):
         """``B_g`` for a shared ``p``, ``(G,)``."""
         return jnp.logaddexp(jnp.log(self.gate), jnp.log1p(-self.gate) + self.r * self.log_q)
@@ -133,10 +140,11 @@ class NBSums:
     def _zero_correction(self):
         """``A`` per stored entry (``zinbvcp``), ``(N,)``."""
         c = self.counts
-        r, gate = self.r[c.genes], self.gate[c.genes]
-        log_q = self.log_q[c.cells]
-        log_zero = jnp.logaddexp(jnp.log(gate), jnp.log1p(-gate) + r * log_q)
-        return self.present * (jnp.log1p(-gate) + r * log_q - log_zero)
+        # A = log(1 - gate) + r log q - logaddexp(log gate, log(1 - gate) + r log q)
+        #   = log sigmoid(d), d = logit(1 - gate) + r log q.
+        logit_kept = jnp.log1p(-self.gate) - jnp.log(self.gate)
+        d = logit_kept[c.genes] + self.r[c.genes] * self.log_q[c.cells]
+        return self.present * log_sigmoid(d)
 
     def _gene_correction(self):
         """``A_g`` for a shared ``p``, ``(G,)``."""
@@ -152,7 +160,8 @@ class NBSums:
         if self.gate is None:
             baseline = self.log_q * jnp.sum(w * self.r)
         elif self.per_cell_p:
-            baseline = self._log_zero_dense() @ w
+            baseline = (self._log_zero_cell_sums() if gene_weights is None
+                        else self._log_zero_dense() @ w)
             entry = entry + self._zero_correction()
         else:
             baseline = jnp.sum(w * self._log_zero_gene())
@@ -199,7 +208,7 @@ class NBSums:
                                           else c.n_cells * self.log_q)
             correction = 0.0
         elif self.per_cell_p:
-            baseline = jnp.sum(self._log_zero_dense())
+            baseline = jnp.sum(self._log_zero_cell_sums())
             correction = jnp.sum(self._zero_correction())
         else:
             baseline = c.n_cells * jnp.sum(self._log_zero_gene())

@@ -15,6 +15,7 @@ import scribe
 from scribe.likelihood import CAPTURE, PROBABILITY, Latent
 
 from .nb_fast import FastNegativeBinomialProbs
+from .nb_mixture_sparse import mixture_cell_sums
 from .nb_posterior import molecules_mean, molecules_sample, nb_cdf
 from .nb_sparse import NBSums
 
@@ -51,6 +52,8 @@ class NegativeBinomial(scribe.Likelihood):
     def __init__(self, name: str, description: str, zero_inflated: bool, variable_capture: bool):
         self.name, self.description = name, description
         self.zero_inflated, self.variable_capture = zero_inflated, variable_capture
+        # Only zinbvcp's zero term depends on cell and gene (NBSums.total).
+        self.statistics_only = not (zero_inflated and variable_capture)
         latents = []
         if zero_inflated:
             latents.append(Latent("gate", PROBABILITY, "gene"))
@@ -96,11 +99,6 @@ class NegativeBinomial(scribe.Likelihood):
             return None
         return NBSums(counts, r, p, gate)
 
-    def needs_entries(self, mixture: bool) -> bool:
-        """Entries for mixtures (per-cell sums) and zinbvcp (``A`` per entry); nbdm, zinb
-        and nbvcp totals read only the statistics (:meth:`NBSums.total`)."""
-        return mixture or (self.zero_inflated and self.variable_capture)
-
     def cell_log_prob(self, counts, params, gene_weights=None):
         sums = self._sums(counts, params)
         if sums is None:
@@ -114,6 +112,19 @@ class NegativeBinomial(scribe.Likelihood):
     def total_log_prob(self, counts, params):
         sums = self._sums(counts, params)
         return super().total_log_prob(counts, params) if sums is None else sums.total()
+
+    def component_cell_log_prob(self, counts, params, gene_weights=None):
+        """All components in one pass over the non-zeros (:mod:`.nb_mixture_sparse`);
+        None (per-component evaluation) for zinbvcp, gene weights or per-cell ``r``."""
+        r = jnp.asarray(params["r"])
+        if (gene_weights is not None or r.ndim != 2
+                or (self.zero_inflated and self.variable_capture)):
+            return None
+        p = jnp.asarray(params["p"])                  # () or (K,)
+        if self.variable_capture:
+            p = captured_success_prob(p, jnp.asarray(params["p_capture"])[:, None])
+        gate = jnp.asarray(params["gate"]) if self.zero_inflated else None
+        return mixture_cell_sums(counts, r, jnp.log(p), jnp.log1p(-p), gate)
 
     def cdf(self, counts, params):
         """``P(X <= x)``: ``g + (1 - g) F_NB(x)`` with a gate, 0 for ``x < 0``."""

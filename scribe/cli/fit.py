@@ -17,6 +17,18 @@ header of gene names) or .npz (scipy.sparse.save_npz). The fit stops when the lo
 converged, or after --max-steps."""
 
 
+AUTO = "auto"   # scribe.batching.AUTO (not imported here: the CLI starts without JAX)
+
+
+def _batch_size(text: str) -> int | str | None:
+    """``--batch-size``: a positive integer, ``auto`` or ``all`` (None: every cell)."""
+    from scribe.cli.common import positive_int
+
+    if text in (AUTO, "all"):
+        return None if text == "all" else AUTO
+    return positive_int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from scribe.cli.common import add_counts_options, positive_float, positive_int
 
@@ -29,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--components", type=positive_int, default=None, metavar="K",
                         help="number of mixture components (K >= 2)")
     add_counts_options(parser)
-    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="B",
-                        help="cells per step (default: all cells)")
+    parser.add_argument("--batch-size", type=_batch_size, default=AUTO, metavar="B",
+                        help="cells per step, or 'all' (default: auto, see "
+                             "docs/models.md 'Default batching')")
     parser.add_argument("--max-steps", type=positive_int, default=100_000, metavar="N",
                         help="cap on SVI steps; the fit stops earlier once converged "
                              "(default: 100000)")
