@@ -7,7 +7,8 @@ program itself (HLO, compile options, backend, JAX version), so those repeats lo
 compiled executable instead of compiling it again; what runs is bit-for-bit the same
 program. The cache lives in a temporary folder owned by this process (removed at exit),
 so runs never see each other's entries and pytest-xdist workers never share a file that
-is still being written. A developer's own ``JAX_COMPILATION_CACHE_DIR`` is left in charge.
+is still being written. A developer's own ``JAX_COMPILATION_CACHE_DIR`` is left in charge;
+``SCRIBE_TEST_XLA_CACHE=0`` turns the cache off (to time the suite without it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ _OWN_CACHE: str | None = None
 
 def pytest_configure(config) -> None:
     global _OWN_CACHE
+    if os.environ.get("SCRIBE_TEST_XLA_CACHE") == "0":
+        return
     if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
         return
     _OWN_CACHE = tempfile.mkdtemp(prefix="scribe-tests-xla-")
