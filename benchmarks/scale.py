@@ -25,8 +25,11 @@ weights, one third of the genes 4-fold up per type); per cell a library of ``1 +
 non-zeros at the requested density, genes drawn by profile, values ``1 + NB(1, 0.5)``.
 Not drawn from scribe's models: the table measures cost, not accuracy.
 
-``--devices N`` is where the per-device columns of issue 11 item 3 (sharding across JAX
-devices) go; it raises until that work lands (:func:`device_columns`).
+``--devices N`` runs every case with its cells split across ``N`` JAX devices
+(``scribe.fit(devices=N)``; on the CPU each worker gets ``N`` forced host devices through
+``XLA_FLAGS``) and adds the per-device columns: the bytes each device holds during
+training (``benchmarks/sharding.py``'s ``device_memory``: ``memory_stats()`` where the
+backend reports it, else the live arrays' shards) next to the step time.
 """
 
 from __future__ import annotations
@@ -131,12 +134,14 @@ def worker(args) -> dict:
     open_s = time.perf_counter() - started
     rss_after_read = _rss_mb()
     batch = None if args.batch_size == 0 else args.batch_size
+    devices = args.devices if args.devices and args.devices > 1 else None
+    seen = sample_device_memory() if devices else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit_started = time.perf_counter()
         results = scribe.fit(data, args.model_type, n_components=3 if "_mix" in
                              args.model_type else None, batch_size=batch,
-                             n_steps=args.steps, progress=False)
+                             n_steps=args.steps, progress=False, devices=devices)
         fit_s = time.perf_counter() - fit_started
     t = results.timings
     later_steps = t.get("loop_steps", 0)
@@ -156,14 +161,35 @@ def worker(args) -> dict:
         "process_cpu_s": time.process_time(),
         "initial_values_cells": int(results.idata.optimization.attrs.get(
             "initial_values_cells", -1)),
+        **(device_columns(seen, devices) if devices else {}),
     }
 
 
-def device_columns(row: dict, n_devices: int) -> dict:
-    """Per-device columns (issue 11 item 3: ``devices=`` sharding). Not yet available."""
-    raise NotImplementedError(
-        "per-device columns are not yet available: they come with the devices= sharding "
-        "of issue 11 item 3")
+def sample_device_memory() -> dict:
+    """Have the fit's convergence monitor record each device's bytes once, after its
+    second compiled chunk (during training, with the counts and state on the devices)."""
+    from sharding import device_memory
+
+    from scribe.svi.convergence import ConvergenceMonitor
+
+    seen: dict = {}
+    original = ConvergenceMonitor.update
+
+    def update(self, losses):
+        seen["calls"] = seen.get("calls", 0) + 1
+        if seen["calls"] == 2:
+            seen["memory"] = device_memory()
+        return original(self, losses)
+
+    ConvergenceMonitor.update = update
+    return seen
+
+
+def device_columns(seen: dict, n_devices: int) -> dict:
+    """Per-device columns: bytes held by each device during training (MiB)."""
+    memory = seen.get("memory") or {}
+    return {"n_devices": n_devices,
+            "device_memory_mib": [b / 2**20 for b in memory.values()]}
 
 
 # ---- driver -----------------------------------------------------------------------------------
@@ -173,8 +199,11 @@ def _load() -> str:
 
 
 def run(args) -> None:
-    if args.devices is not None:
-        device_columns({}, args.devices)
+    env = dict(os.environ)
+    if args.devices and args.devices > 1:
+        # Forced host devices on the CPU (ignored by GPU backends); set before JAX starts.
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_"
+                            f"device_count={args.devices}").strip()
     rows = []
     for size in args.sizes:
         n_cells, n_genes = parse_size(size)
@@ -184,10 +213,11 @@ def run(args) -> None:
             for source in args.sources:
                 command = [sys.executable, __file__, "worker", "--file", path,
                            "--model-type", model_type, "--batch-size", batch or "0",
-                           "--source", source, "--steps", str(args.steps)]
+                           "--source", source, "--steps", str(args.steps),
+                           "--devices", str(args.devices or 1)]
                 load = _load()
                 done = subprocess.run(command, capture_output=True, text=True,
-                                      timeout=args.timeout)
+                                      timeout=args.timeout, env=env)
                 if done.returncode != 0:
                     row = {"model_type": model_type, "batch_size": batch or None,
                            "source": source, "error": done.stderr[-2000:]}
@@ -214,13 +244,21 @@ def _cpu_columns(r: dict) -> dict:
     return {"setup_cpu_s": setup, "first_step_cpu_s": first, "step_cpu_ms": 1e3 * step}
 
 
+def _devices_cell(row: dict) -> str:
+    memory = row.get("device_memory_mib")
+    if not row.get("n_devices"):
+        return "1"
+    return f"{row['n_devices']}: " + ", ".join(f"{m:.0f}" for m in memory or [])
+
+
 def table(paths: list[str]) -> str:
     def both(wall, cpu, fmt="{:.1f}"):
         return fmt.format(wall) + ("" if cpu is None else " (" + fmt.format(cpu) + ")")
 
     lines = ["| size | model | batch | source | pass s | starting values s | svi.init s | "
-             "first step s | step ms | steps | conv. | peak RSS GB | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "first step s | step ms | steps | conv. | peak RSS GB | devices: MiB each | "
+             "load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in paths:
         with open(path) as handle:
             rows = json.load(handle)["rows"]
@@ -238,7 +276,8 @@ def table(paths: list[str]) -> str:
                 f"{both(r['time_to_first_step_s'], c.get('first_step_cpu_s'))} | "
                 f"{both(r['step_ms'], c.get('step_cpu_ms'))} | "
                 f"{r['n_steps_run']} | {'yes' if r['converged'] else 'no'} | "
-                f"{r['peak_rss_mb'] / 1024:.2f} | {r.get('load_before', '')} |")
+                f"{r['peak_rss_mb'] / 1024:.2f} | {_devices_cell(r)} | "
+                f"{r.get('load_before', '')} |")
     return "\n".join(lines)
 
 
@@ -258,7 +297,7 @@ def main(argv=None) -> None:
     go.add_argument("--steps", type=int, default=2000)
     go.add_argument("--timeout", type=int, default=3600)
     go.add_argument("--devices", type=int, default=None,
-                    help="per-device columns (issue 11 item 3): not yet available")
+                    help="split cells across N devices (forced host devices on the CPU)")
     go.add_argument("--out")
     work = sub.add_parser("worker")
     work.add_argument("--file", required=True)
@@ -266,6 +305,7 @@ def main(argv=None) -> None:
     work.add_argument("--batch-size", type=int, default=0)
     work.add_argument("--source", choices=["backed", "memory"], default="backed")
     work.add_argument("--steps", type=int, default=2000)
+    work.add_argument("--devices", type=int, default=1)
     tab = sub.add_parser("table")
     tab.add_argument("paths", nargs="+")
     args = parser.parse_args(argv)

@@ -32,8 +32,40 @@ def _logit_kept(log_gate, log_kept, r, log_q):
     return (log_kept - log_gate) + r * log_q[:, None]
 
 
-@jax.custom_vjp
+def _varying_axes(array) -> frozenset:
+    """Mesh axes along which ``array`` varies inside ``shard_map`` (empty outside)."""
+    aval = jax.typeof(array)
+    manual = getattr(aval, "manual_axis_type", None)      # JAX >= 0.10
+    if manual is not None:
+        return frozenset(manual.varying)
+    return frozenset(getattr(aval, "vma", ()) or ())      # earlier JAX
+
+
+def _vary_like(arrays, axes: frozenset):
+    """Mark each array as varying along ``axes`` (a no-op outside ``shard_map``)."""
+    out = []
+    for array in arrays:
+        missing = tuple(sorted(axes - _varying_axes(array)))
+        out.append(jax.lax.pcast(array, missing, to="varying") if missing else array)
+    return out
+
+
 def log_zero_cell_sums(log_gate, log_kept, r, log_q):
+    """``sum_g log(gate_g + (1 - gate_g) exp(r_g log_q_c))`` for every cell, ``(C,)``.
+
+    Under ``shard_map`` (cells split across devices) the per-cell ``log_q`` varies by
+    device while the gene parameters are replicated; the custom gradient's cotangents
+    vary, so the gene parameters are marked varying first and JAX sums their cotangents
+    across devices (the transpose of that mark).
+    """
+    axes = frozenset().union(*(_varying_axes(a) for a in (log_gate, log_kept, r, log_q)))
+    if axes:
+        log_gate, log_kept, r, log_q = _vary_like((log_gate, log_kept, r, log_q), axes)
+    return _log_zero_cell_sums(log_gate, log_kept, r, log_q)
+
+
+@jax.custom_vjp
+def _log_zero_cell_sums(log_gate, log_kept, r, log_q):
     """``sum_g log(gate_g + (1 - gate_g) exp(r_g log_q_c))`` for every cell, ``(C,)``.
 
     Parameters
@@ -49,7 +81,7 @@ def log_zero_cell_sums(log_gate, log_kept, r, log_q):
 
 
 def _forward(log_gate, log_kept, r, log_q):
-    return log_zero_cell_sums(log_gate, log_kept, r, log_q), (log_gate, log_kept, r, log_q)
+    return _log_zero_cell_sums(log_gate, log_kept, r, log_q), (log_gate, log_kept, r, log_q)
 
 
 def _backward(residuals, cotangent):
@@ -66,7 +98,7 @@ def _backward(residuals, cotangent):
     return d_gate, d_kept, d_r, d_log_q
 
 
-log_zero_cell_sums.defvjp(_forward, _backward)
+_log_zero_cell_sums.defvjp(_forward, _backward)
 
 
 @jax.custom_jvp
