@@ -13,8 +13,8 @@ Random bits
     arithmetic, and no ``fold_in`` hash per stream to compile.
 Sampling
     Marsaglia-Tsang for shape ``d >= A0``: one proposal per element for all elements at
-    once, then the (rare) rejected elements are gathered in fixed-size groups and proposed
-    again until all are accepted, so the law is exact. Shapes ``a < A0`` are raised with
+    once, then the first rejected element of every block of 64 is proposed again (a few
+    times at once) until all are accepted, so the law is exact. Shapes ``a < A0`` are raised with
     ``Gamma(a) = Gamma(a + B) prod_{i<B} U_i^(1/(a+i))`` (``B = ceil(A0 - a)``); the
     words of the 8 possible factors are made in one call (a rolled loop combines them),
     and none when no shape is boosted.
@@ -41,8 +41,8 @@ import numpy as np
 
 #: Shapes below this are raised by uniform factors before the Temme gradient is used.
 A0 = 8.0
-#: Rejected Marsaglia-Tsang elements are re-proposed in groups of this size.
-_GROUP = 256
+#: Each retry round re-proposes the first rejected element of every block this long.
+_BLOCK = 64
 _ROUNDS = 4
 _LOG1PMX_TERMS = 17
 #: Most uniform factors a shape is raised by (``ceil(A0 - a)`` for ``a > 0``).
@@ -218,9 +218,13 @@ def _marsaglia_tsang(d, x, u):
 def _gamma_with_derivative(key, a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Draws ``z ~ Gamma(a)`` and their pathwise derivatives ``dz/da`` (same shape as ``a``)."""
     dtype = a.dtype.type
-    shape = a.shape
-    a = a.ravel()
-    n = a.size
+    shape, size = a.shape, a.size
+    # Padded to whole blocks of the retry rounds (so their reshape is free); the padding
+    # has shape A0 and is cut off at the end.
+    block = min(_BLOCK, size)
+    n_blocks = -(-size // block)
+    n = n_blocks * block
+    a = jnp.pad(a.ravel(), (0, n - size), constant_values=A0)
     boost = jnp.where(a < A0, jnp.ceil(A0 - a), 0.0)
     d = a + boost
 
@@ -230,46 +234,53 @@ def _gamma_with_derivative(key, a: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarra
     def rejected_left(carry):
         return jnp.any(carry[1] < 0)
 
+    starts = jnp.arange(n_blocks) * block
+
     def retry(carry):
-        # Gather up to _GROUP rejected elements and propose _ROUNDS times each; the first
-        # accepted proposal is kept, so every element's law is exactly Gamma(d).
+        # The first rejected element of every block of _BLOCK elements is proposed again
+        # _ROUNDS times; the first accepted proposal is kept, so every element's law is
+        # exactly Gamma(d). Rejections are rare (~0.3 % at d = 8) and scattered, so one
+        # round of n / _BLOCK candidates settles nearly all of them whatever n is (a
+        # fixed-size gather of rejected elements took n / 256 rounds of an O(n) top_k).
         state, g = carry
-        # top_k lists rejected elements (-1) first; on CPU it is several times cheaper
-        # than ``nonzero`` (a cumulative sum).
-        idx = jax.lax.top_k(-g, min(_GROUP, n))[1]
-        m = idx.size
-        state, words = _chained_bits(state, 2, m * _ROUNDS)
+        rejected = (g < 0).reshape(n_blocks, block)
+        has = jnp.any(rejected, axis=1)
+        idx = starts + jnp.argmax(rejected, axis=1)    # a block's start if none rejected
+        state, words = _chained_bits(state, 2, n_blocks * _ROUNDS)
         g_r = _marsaglia_tsang(jnp.tile(d[idx], _ROUNDS), _normal(words[0], dtype),
-                               _uniform_open(words[1], dtype)).reshape(_ROUNDS, m)
+                               _uniform_open(words[1], dtype)).reshape(_ROUNDS, n_blocks)
         first = jnp.argmax(g_r > 0, axis=0)
         g_new = jnp.take_along_axis(g_r, first[None], axis=0)[0]
-        old = g[idx]
-        return state, g.at[idx].set(jnp.where(old < 0, g_new, old))
+        return state, g.at[idx].set(jnp.where(has, g_new, g[idx]), indices_are_sorted=True,
+                                    unique_indices=True)
 
     state, g = jax.lax.while_loop(rejected_left, retry, (state, g))
     dg = gamma_shape_derivative(d, g)
 
     def boost_factors(state):
         # z = G(a + B) prod_{i<B} U_i^(1/(a+i)); d log z / da gains -log U_i / (a+i)^2.
-        # B <= 8: the words of all 8 possible factors come from one call. One branch for
-        # any B (a 4-factor variant beside it compiled to twice the code for little gain).
+        # B <= 8: the words of all 8 possible factors come from one call, combined in a
+        # rolled loop (unrolled, or one variant per factor count, compiled several times
+        # slower).
         words = _chained_bits(state, _MAX_BOOST, n)[1]
 
         def factor(i, sums):
-            # A rolled loop: unrolled, the 8 factors compiled several times slower.
             log_u = jnp.log(_uniform_open(words[i], dtype))
             inv = jnp.where(i < boost, 1 / (a + i.astype(a.dtype)), 0.0)
             return sums[0] + log_u * inv, sums[1] - log_u * inv * inv
 
-        return jax.lax.fori_loop(0, _MAX_BOOST, factor, (jnp.zeros_like(a), jnp.zeros_like(a)))
+        log_f, dlog_f = jax.lax.fori_loop(0, _MAX_BOOST, factor,
+                                          (jnp.zeros_like(a), jnp.zeros_like(a)))
+        f = jnp.exp(log_f)
+        z = g * f
+        return z, dg * f + z * dlog_f
 
     def no_boost(_):
-        return jnp.zeros_like(a), jnp.zeros_like(a)
+        # The draws themselves: no pass over the arrays when nothing is boosted.
+        return g, dg
 
-    log_f, dlog_f = jax.lax.cond(jnp.any(boost > 0), boost_factors, no_boost, state)
-    f = jnp.exp(log_f)
-    z = g * f
-    return z.reshape(shape), (dg * f + z * dlog_f).reshape(shape)
+    z, dz = jax.lax.cond(jnp.any(boost > 0), boost_factors, no_boost, state)
+    return z[:size].reshape(shape), dz[:size].reshape(shape)
 
 
 @jax.custom_jvp
