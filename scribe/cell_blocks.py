@@ -103,6 +103,24 @@ class CellBlocks:
         if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
             raise CountsError(f"counts must be real numbers, got dtype {dtype}")
 
+    def stored_entries(self) -> int | None:
+        """Entries the source stores, an upper bound of its non-zeros (stored zeros are
+        dropped by the reader), when it is known without reading the values: a sparse
+        matrix in memory, or the last row pointer of a backed / zarr sparse dataset.
+        None for dense and dask sources (a dense array in memory is counted)."""
+        matrix = self._matrix
+        if sp.issparse(matrix):
+            return int(matrix.nnz)
+        if isinstance(matrix, np.ndarray):
+            return int(np.count_nonzero(matrix))
+        group = getattr(matrix, "group", None)
+        if getattr(matrix, "format", None) == "csr" and group is not None:
+            try:
+                return int(group["indptr"][-1])
+            except (KeyError, TypeError, IndexError):
+                return None
+        return None
+
     # ---- reading ---------------------------------------------------------------------------
     def _source_blocks(self) -> Iterator[tuple[int, Any]]:
         """``(first cell, block)`` of the source's own reading unit."""
