@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
+from scribe.cell_blocks import is_lazy_counts
 from scribe.counts import SparseCounts
 from scribe.counts_cache import COUNTS_CACHE
 from scribe.data import prepare_counts
@@ -38,6 +39,7 @@ from scribe.stats import (
     pairwise_component_divergences,
 )
 from scribe.svi.loglik import ADDITIVE, MULTIPLICATIVE, LogLikelihoodEvaluator
+from scribe.svi.stream_loglik import streamed_log_likelihood
 from scribe.validation import (
     check_bool,
     check_choice,
@@ -49,6 +51,12 @@ from scribe.validation import (
 
 _DEFAULT_KEY = jax.random.PRNGKey(42)
 _RETURN_BY = ("cell", "gene")
+
+
+def _cast_draws(draws: dict, dtype) -> dict:
+    """Floating draws in ``dtype`` (new arrays; the caller's are not modified)."""
+    return {k: (jnp.asarray(v, dtype) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)
+                else jnp.asarray(v)) for k, v in draws.items()}
 
 
 class AnalysesMixin:
@@ -131,9 +139,17 @@ class AnalysesMixin:
                                           split=split, weights=weights,
                                           weight_type=weight_type, batch_size=batch_size,
                                           cells_axis=cells_axis, dtype=dtype)
+        if is_lazy_counts(counts):
+            # On disk / lazy: read in blocks, never held whole (scribe.svi.stream_loglik).
+            if cells_axis != 0:
+                raise ValueError("counts read from disk must have cells as rows: "
+                                 "cells_axis must be 0")
+            return streamed_log_likelihood(
+                self._evaluator(), counts, _cast_draws(draws, dtype), n_cells=self.n_cells,
+                n_genes=self.n_genes, by=return_by, split=split, weights=weights,
+                weight_type=weight_type, batch_size=batch_size, dtype=dtype)
         sparse = self._sparse_counts(counts, cells_axis, dtype, draws)
-        draws = {k: (jnp.asarray(v, dtype) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)
-                     else jnp.asarray(v)) for k, v in draws.items()}
+        draws = _cast_draws(draws, dtype)
         return self._evaluator()(sparse, draws, by=return_by, split=split, weights=weights,
                                  weight_type=weight_type, batch_size=batch_size)
 
