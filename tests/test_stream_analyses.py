@@ -116,6 +116,7 @@ def test_streamed_source_of_the_wrong_shape(fitted, tmp_path):
         results.log_likelihood_map(anndata.read_h5ad(tmp_path / "cells.h5ad", backed="r"))
 
 
+@pytest.mark.slow
 def test_write_back_and_denoise_from_a_backed_file(fitted, tmp_path):
     """``to_anndata`` on the backed AnnData (in place) writes what it writes for the
     in-memory one: log-likelihoods, assignments, goodness of fit (same blocks, same
