@@ -36,6 +36,10 @@ from scribe.data import (
 #: Cells per block: with a 20,000-gene dense source a block is 10,000 x 20,000 float32,
 #: 800 MB; sparse sources hold ~nnz/C x 12 bytes per cell (a few MB).
 DEFAULT_BLOCK_CELLS = 10_000
+#: Non-zeros per block at most, where the source tells how many it stores: the pass
+#: holds ~64 bytes of float64 / int64 temporaries per entry of a block, so 10,000 cells
+#: of a 20,000-gene atlas (~15 M entries) would need ~1 GB of them.
+BLOCK_ENTRIES = 1 << 22
 
 
 def _is_dask(matrix: Any) -> bool:
@@ -120,6 +124,14 @@ class CellBlocks:
             except (KeyError, TypeError, IndexError):
                 return None
         return None
+
+    def bound_block_entries(self, max_entries: int = BLOCK_ENTRIES) -> None:
+        """Fewer cells per block where the average block would hold more than
+        ``max_entries`` stored entries (sources that tell their count only)."""
+        stored = self.stored_entries()
+        if stored:
+            per_block = int(max_entries * self.shape[0] // stored)
+            self.block_cells = max(1, min(self.block_cells, per_block))
 
     # ---- reading ---------------------------------------------------------------------------
     def _source_blocks(self) -> Iterator[tuple[int, Any]]:

@@ -84,3 +84,17 @@ def test_backed_file_bound_and_dense_counting(tmp_path):
     streamed = stream_counts(blocks, keep_entries=True)
     np.testing.assert_array_equal(streamed.entries.values, csr.data)
     np.testing.assert_array_equal(streamed.entries.genes, csr.indices)
+
+
+def test_block_cells_bounded_by_stored_entries():
+    """Blocks hold at most about ``max_entries`` entries on average; the pass then keeps
+    the same statistics and entries as with one block."""
+    csr = _csr()
+    blocks, _ = open_counts(csr)
+    blocks.bound_block_entries(max_entries=csr.nnz // 10)
+    assert blocks.block_cells == 300 * (csr.nnz // 10) // csr.nnz
+    few = stream_counts(blocks, keep_entries=True)
+    one = stream_counts(open_counts(csr, block_cells=300)[0], keep_entries=True)
+    np.testing.assert_array_equal(few.gene_totals, one.gene_totals)
+    np.testing.assert_array_equal(few.pairs, one.pairs)
+    np.testing.assert_array_equal(few.entries.values, one.entries.values)
