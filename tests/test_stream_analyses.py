@@ -143,3 +143,14 @@ def test_write_back_and_denoise_from_a_backed_file(fitted, tmp_path):
     np.testing.assert_allclose(out, memory.layers["scribe_denoised"], rtol=RTOL)
     with pytest.raises(ValueError, match="out must have the result's shape"):
         results.denoise_counts(backed, out=np.zeros((3, 3)))
+
+
+def test_bucketed_capacities():
+    """Buffer sizes hold what they must and waste at most 2**(1/4) - 1 = 19 %."""
+    from scribe.svi.stream_loglik import bucket
+
+    n = np.r_[0, 1, 2, 3, np.unique(np.geomspace(4, 10**8, 300).astype(int))]
+    sizes = np.array([bucket(int(k)) for k in n])
+    assert np.all(sizes >= np.maximum(n, 1))
+    assert np.all(sizes[n > 8] <= np.ceil(2 ** 0.25 * n[n > 8]))
+    assert np.unique(sizes[(n >= 1000) & (n <= 2000)]).size <= 6   # few compilations
