@@ -210,9 +210,13 @@ class AnalysesMixin:
         Parameters
         ----------
         counts : array, scipy sparse matrix or AnnData, shape (C, G) (``cells_axis=0``)
+            A backed AnnData, zarr / h5py array or dask array (or an AnnData whose ``.X``
+            is one) is read in blocks of cells and never held whole (docs/atlas.md);
+            each call re-reads it.
         batch_size : int, optional
             Cells per block (memory bound); None: all cells at once, except that per-cell
-            sums over more than 4 M non-zeros run in blocks of about that many. The
+            sums over more than 4 M non-zeros run in blocks of about that many (counts on
+            disk: blocks of 10,000 cells, split into batches of about 4 M non-zeros). The
             result does not depend on it.
         return_by : {"cell", "gene"}
             Sum over genes (per cell) or over cells (per gene).
