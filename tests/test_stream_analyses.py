@@ -41,11 +41,17 @@ def _close(a, b):
 
 
 def test_map_log_likelihood_from_a_backed_file(fitted):
-    """Per cell (one block, components kept) and per gene (blocks of 30 cells: sums
-    over blocks, additive gene weights applied once)."""
+    """Per cell, components kept (per-gene sums over blocks and gene weights: the slow
+    tests below)."""
     results, counts, backed = fitted
     kw = dict(return_by="cell", split_components=True, verbose=False)
     _close(results.log_likelihood_map(backed, **kw), results.log_likelihood_map(counts, **kw))
+
+
+@pytest.mark.slow
+def test_map_per_gene_log_likelihood_over_blocks(fitted):
+    """Per gene, blocks of 30 cells: sums over blocks, additive weights applied once."""
+    results, counts, backed = fitted
     kw = dict(return_by="gene", batch_size=30, weights=np.linspace(0.5, 2.0, N_GENES),
               weight_type="additive", verbose=False)
     _close(results.log_likelihood_map(backed, **kw), results.log_likelihood_map(counts, **kw))
