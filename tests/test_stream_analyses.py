@@ -160,3 +160,26 @@ def test_bucketed_capacities():
     assert np.all(sizes >= np.maximum(n, 1))
     assert np.all(sizes[n > 8] <= np.ceil(2 ** 0.25 * n[n > 8]))
     assert np.unique(sizes[(n >= 1000) & (n <= 2000)]).size <= 6   # few compilations
+
+
+def test_lazy_counts_read_validated_blocks(fitted):
+    """LazyCounts (denoise, goodness of fit, compare) give the counts' rows and sums."""
+    from scribe.data import CountsError
+    from scribe.svi.lazy_counts import LazyCounts, lazy_counts
+
+    _, counts, backed = fitted
+    lazy = lazy_counts(backed)
+    assert isinstance(lazy, LazyCounts) and lazy.shape == counts.shape
+    assert (lazy[10:43] != counts[10:43]).nnz == 0
+    np.testing.assert_array_equal(lazy.sum(axis=1), counts.sum(axis=1))
+    np.testing.assert_array_equal(lazy.sum(axis=0), counts.sum(axis=0))
+    assert lazy.sum() == counts.sum()
+    np.testing.assert_array_equal(lazy.block_nonzeros(30),
+                                  [counts[i:i + 30].nnz for i in range(0, N_CELLS, 30)])
+    columns = LazyCounts(backed.X, np.array([4, 0, 2]))
+    assert (columns[0:N_CELLS] != counts[:, [4, 0, 2]]).nnz == 0
+    bad = counts.copy()
+    bad.data[bad.indptr[50]] = 0.5
+    with pytest.raises(CountsError, match="at cell 50"):
+        LazyCounts(bad)[40:60]
+    assert lazy_counts(counts) is None      # in memory: the in-memory path

@@ -70,6 +70,17 @@ class LazyCounts:
             return np.diff(np.asarray(group["indptr"][:], np.int64)[bounds])
         return np.array([csr.nnz for _, csr in self.blocks(block_cells)], np.int64)
 
+    def sum(self, axis: int | None = None) -> np.ndarray | float:
+        """Totals per cell (``axis=1``, ``(C, 1)`` like a scipy matrix), per gene
+        (``axis=0``, ``(1, G)``) or of all counts, in one streamed pass (float64)."""
+        if axis not in (None, 0, 1):
+            raise ValueError(f"axis must be None, 0 or 1, got {axis!r}")
+        if axis == 1:
+            return np.concatenate([np.asarray(csr.sum(axis=1, dtype=np.float64))
+                                   for _, csr in self.blocks()], axis=0)
+        genes = sum(np.asarray(csr.sum(axis=0, dtype=np.float64)) for _, csr in self.blocks())
+        return genes if axis == 0 else float(genes.sum())
+
     def to_memory(self) -> sp.csr_matrix:
         """All rows as one CSR (for results the size of the counts)."""
         return sp.vstack([csr for _, csr in self.blocks()], format="csr")
