@@ -36,6 +36,10 @@ from scribe.data import (
 #: Cells per block: with a 20,000-gene dense source a block is 10,000 x 20,000 float32,
 #: 800 MB; sparse sources hold ~nnz/C x 12 bytes per cell (a few MB).
 DEFAULT_BLOCK_CELLS = 10_000
+#: Non-zeros per block at most, where the source tells how many it stores: the pass
+#: holds ~64 bytes of float64 / int64 temporaries per entry of a block, so 10,000 cells
+#: of a 20,000-gene atlas (~15 M entries) would need ~1 GB of them.
+BLOCK_ENTRIES = 1 << 22
 
 
 def _is_dask(matrix: Any) -> bool:
@@ -102,6 +106,32 @@ class CellBlocks:
         dtype = np.dtype(dtype)
         if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
             raise CountsError(f"counts must be real numbers, got dtype {dtype}")
+
+    def stored_entries(self) -> int | None:
+        """Entries the source stores, an upper bound of its non-zeros (stored zeros are
+        dropped by the reader), when it is known without reading the values: a sparse
+        matrix in memory, or the last row pointer of a backed / zarr sparse dataset.
+        None for dense and dask sources (a dense array in memory is counted)."""
+        matrix = self._matrix
+        if sp.issparse(matrix):
+            return int(matrix.nnz)
+        if isinstance(matrix, np.ndarray):
+            return int(np.count_nonzero(matrix))
+        group = getattr(matrix, "group", None)
+        if getattr(matrix, "format", None) == "csr" and group is not None:
+            try:
+                return int(group["indptr"][-1])
+            except (KeyError, TypeError, IndexError):
+                return None
+        return None
+
+    def bound_block_entries(self, max_entries: int = BLOCK_ENTRIES) -> None:
+        """Fewer cells per block where the average block would hold more than
+        ``max_entries`` stored entries (sources that tell their count only)."""
+        stored = self.stored_entries()
+        if stored:
+            per_block = int(max_entries * self.shape[0] // stored)
+            self.block_cells = max(1, min(self.block_cells, per_block))
 
     # ---- reading ---------------------------------------------------------------------------
     def _source_blocks(self) -> Iterator[tuple[int, Any]]:

@@ -12,9 +12,11 @@ block, and keeps only what fitting needs:
   the non-zeros in compact dtypes: values uint16 (uint32 past 65,535), genes uint16
   (int32 past 65,536 genes), row pointers int64.
 
-Peak memory is therefore one block plus what is kept. All sums are float64, accumulated
-block by block in cell order, so the same counts give the same statistics whatever
-their source (in memory, backed h5ad, zarr, dask) as long as the blocks are the same.
+Peak memory is therefore one block plus what is kept; the non-zeros are written into
+arrays allocated once (:class:`~scribe.entry_buffer.EntryBuffer`), never concatenated.
+All sums are float64, accumulated block by block in cell order, so the same counts give
+the same statistics whatever their source (in memory, backed h5ad, zarr, dask) as long
+as the blocks are the same.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from scipy.special import gammaln
 
 from scribe.cell_blocks import CellBlocks
 from scribe.counts import LARGE_COUNT, SparseCounts, _exceedance_histogram, device_offsets
+from scribe.entry_buffer import EntryBuffer
 
 #: Cells the starting values of mixtures (k-means, per-component moments) use at most.
 SAMPLE_CELLS = 20_000
@@ -168,11 +171,6 @@ def _sample_index(n_cells: int, sample_cells: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_cells, size=sample_cells, replace=False)).astype(np.int64)
 
 
-def _compact_values(values: np.ndarray) -> np.ndarray:
-    top = float(values.max()) if values.size else 0.0
-    return values.astype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
-
-
 def stream_counts(blocks: CellBlocks, keep_entries: bool = False,
                   sample_cells: int = SAMPLE_CELLS, seed: int = 0) -> StreamedCounts:
     """Read ``blocks`` once and keep statistics, moments, a cell sample (and entries).
@@ -203,8 +201,9 @@ def stream_counts(blocks: CellBlocks, keep_entries: bool = False,
     large = {"values": [], "cells": [], "genes": []}
     sample_index = _sample_index(n_cells, int(sample_cells), seed)
     sample_parts = []
-    kept = {"values": [], "genes": [], "lengths": []}
     gene_dtype = np.uint16 if n_genes <= np.iinfo(np.uint16).max + 1 else np.int32
+    # One allocation per kept array (no parts concatenated at the end: see EntryBuffer).
+    kept = EntryBuffer(gene_dtype, blocks.stored_entries()) if keep_entries else None
     max_count = 0.0
     for first, csr in blocks:
         n_rows = csr.shape[0]
@@ -229,21 +228,19 @@ def stream_counts(blocks: CellBlocks, keep_entries: bool = False,
         lo, hi = np.searchsorted(sample_index, [first, first + n_rows])
         if hi > lo:
             sample_parts.append(csr[sample_index[lo:hi] - first].astype(np.float32))
-        if keep_entries:
-            kept["values"].append(_compact_values(csr.data))
-            kept["genes"].append(genes.astype(gene_dtype))
-            kept["lengths"].append(lengths.astype(np.int64))
+        if kept is not None:
+            # First block: estimate all entries from its density (dask / dense sources).
+            kept.append(csr.data, genes, int(1.05 * csr.nnz * n_cells / max(n_rows, 1)))
         del csr, values, genes, local, log_factorial
     large = {k: np.concatenate(v) if v else np.zeros(0, np.int32) for k, v in large.items()}
     gene_sums = _gene_sums(pairs.reshape(n_genes, width), large)
     sample = (sp.vstack(sample_parts, format="csr") if sample_parts
               else sp.csr_matrix((0, n_genes), dtype=np.float32))
     entries = None
-    if keep_entries:
+    if kept is not None:
         indptr = np.zeros(n_cells + 1, np.int64)
-        np.cumsum(np.concatenate(kept.pop("lengths")), out=indptr[1:])
-        entries = HostEntries(_concatenate(kept["values"], np.uint16),
-                              _concatenate(kept["genes"], gene_dtype), indptr)
+        np.cumsum(cell_nonzero.astype(np.int64), out=indptr[1:])
+        entries = HostEntries(*kept.finish(), indptr)
     return StreamedCounts(
         shape=(n_cells, n_genes), cell_totals=cell_totals, cell_log_factorial=cell_lf,
         cell_nonzero=cell_nonzero, gene_totals=gene_totals, gene_log_factorial=gene_sums[0],
@@ -277,15 +274,6 @@ def _gene_sums(table: np.ndarray, large: dict) -> np.ndarray:
         total(v**2, x**2),
         total(v**3, x**3),
     ])
-
-
-def _concatenate(parts: list[np.ndarray], empty_dtype) -> np.ndarray:
-    """Concatenate and release the parts (peak: the parts plus the result)."""
-    if not parts:
-        return np.zeros(0, empty_dtype)
-    out = np.concatenate(parts)
-    parts.clear()
-    return out
 
 
 #: Attribute of the results' ``optimization`` group: cells the starting values used.

@@ -67,6 +67,8 @@ def stream_for_fit(data: Any, model_config: ModelConfig, batch_size: int | None,
     """
     blocks, adata = open_counts(data, layer=layer, cells_axis=cells_axis,
                                 block_cells=block_cells)
+    if block_cells == DEFAULT_BLOCK_CELLS:
+        blocks.bound_block_entries()    # wide atlases: bounded block temporaries
     if check_shape is not None:
         check_shape(*blocks.shape)
     if isinstance(batch_size, str):          # "auto" (scribe.batching)

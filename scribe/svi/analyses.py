@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
+from scribe.cell_blocks import is_lazy_counts
 from scribe.counts import SparseCounts
 from scribe.counts_cache import COUNTS_CACHE
 from scribe.data import prepare_counts
@@ -38,6 +39,7 @@ from scribe.stats import (
     pairwise_component_divergences,
 )
 from scribe.svi.loglik import ADDITIVE, MULTIPLICATIVE, LogLikelihoodEvaluator
+from scribe.svi.stream_loglik import streamed_log_likelihood
 from scribe.validation import (
     check_bool,
     check_choice,
@@ -49,6 +51,12 @@ from scribe.validation import (
 
 _DEFAULT_KEY = jax.random.PRNGKey(42)
 _RETURN_BY = ("cell", "gene")
+
+
+def _cast_draws(draws: dict, dtype) -> dict:
+    """Floating draws in ``dtype`` (new arrays; the caller's are not modified)."""
+    return {k: (jnp.asarray(v, dtype) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)
+                else jnp.asarray(v)) for k, v in draws.items()}
 
 
 class AnalysesMixin:
@@ -131,9 +139,17 @@ class AnalysesMixin:
                                           split=split, weights=weights,
                                           weight_type=weight_type, batch_size=batch_size,
                                           cells_axis=cells_axis, dtype=dtype)
+        if is_lazy_counts(counts):
+            # On disk / lazy: read in blocks, never held whole (scribe.svi.stream_loglik).
+            if cells_axis != 0:
+                raise ValueError("counts read from disk must have cells as rows: "
+                                 "cells_axis must be 0")
+            return streamed_log_likelihood(
+                self._evaluator(), counts, _cast_draws(draws, dtype), n_cells=self.n_cells,
+                n_genes=self.n_genes, by=return_by, split=split, weights=weights,
+                weight_type=weight_type, batch_size=batch_size, dtype=dtype)
         sparse = self._sparse_counts(counts, cells_axis, dtype, draws)
-        draws = {k: (jnp.asarray(v, dtype) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)
-                     else jnp.asarray(v)) for k, v in draws.items()}
+        draws = _cast_draws(draws, dtype)
         return self._evaluator()(sparse, draws, by=return_by, split=split, weights=weights,
                                  weight_type=weight_type, batch_size=batch_size)
 
@@ -194,9 +210,13 @@ class AnalysesMixin:
         Parameters
         ----------
         counts : array, scipy sparse matrix or AnnData, shape (C, G) (``cells_axis=0``)
+            A backed AnnData, zarr / h5py array or dask array (or an AnnData whose ``.X``
+            is one) is read in blocks of cells and never held whole (docs/atlas.md);
+            each call re-reads it.
         batch_size : int, optional
             Cells per block (memory bound); None: all cells at once, except that per-cell
-            sums over more than 4 M non-zeros run in blocks of about that many. The
+            sums over more than 4 M non-zeros run in blocks of about that many (counts on
+            disk: blocks of 10,000 cells, split into batches of about 4 M non-zeros). The
             result does not depend on it.
         return_by : {"cell", "gene"}
             Sum over genes (per cell) or over cells (per gene).

@@ -29,11 +29,12 @@ class BiologyMixin:
                                     batch_size=batch_size, rng_key=rng_key)
 
     def denoise_counts(self, counts, *, method: str = "mean", n_samples: int | None = None,
-                       batch_size: int | None = None, rng_key=None, devices=None):
+                       batch_size: int | None = None, rng_key=None, devices=None,
+                       out=None):
         """Molecules behind the counts; see :func:`scribe.tl.denoise_counts`."""
         return denoise.denoise_counts(self, counts, method=method, n_samples=n_samples,
                                       batch_size=batch_size, rng_key=rng_key,
-                                      devices=devices)
+                                      devices=devices, out=out)
 
     def differential_expression(self, group_a, group_b=None, *, tau: float = math.log(1.5),
                                 target_pefp: float = 0.05,

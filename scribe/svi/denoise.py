@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from scribe.shard.devices import resolve_devices
 from scribe.svi import pointwise
+from scribe.svi.lazy_counts import LazyCounts
 
 METHODS = ("mean", "sample")
 
@@ -79,7 +80,7 @@ def _passes_through(likelihood) -> bool:
 
 
 def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | None = None,
-                   batch_size: int | None = None, rng_key=None, devices=None):
+                   batch_size: int | None = None, rng_key=None, devices=None, out=None):
     """The molecules behind the observed counts, per cell and gene.
 
     Parameters
@@ -100,10 +101,17 @@ def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | No
     devices : None, int or list of jax.Device, optional
         Run ``D`` blocks at a time, one per device (docs/scale.md); each block keeps its
         random keys, so the result is that of one device. None: one device.
+    out : array-like, optional
+        Where to write the result block by block: anything with the result's shape that
+        takes ``out[cells] = block`` (``out[:, cells]`` for ``"sample"``), e.g. an h5py
+        or zarr dataset or a ``numpy.memmap``; it is returned. For counts on disk
+        (a backed AnnData, zarr, dask) this keeps memory bounded by one block: the
+        counts are read block by block either way, but without ``out`` the dense
+        result is built in memory (C x G x 4 bytes: 16 GB at 200,000 x 20,000).
 
     Returns
     -------
-    numpy.ndarray or scipy.sparse.csr_matrix
+    numpy.ndarray, scipy.sparse.csr_matrix or ``out``
         ``"mean"``: ``(C, G)`` float32. ``"sample"``: ``(S, C, G)`` with ``S = n_samples``
         (1 for the MAP). For a model without capture or zero inflation (``nbdm``) the
         molecules are the counts: ``"mean"`` returns them as float32 (sparse stays
@@ -122,8 +130,17 @@ def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | No
     devices = resolve_devices(devices)
     likelihood = pointwise.likelihood_of(results, "denoise_counts")
     matrix = pointwise.prepared_counts(results, counts)
+    copies = 1 if n_samples is None else n_samples
+    shape = matrix.shape if method == "mean" else (copies, *matrix.shape)
+    _check_out(out, shape)
     if _passes_through(likelihood):
-        copies = 1 if n_samples is None else n_samples
+        if out is not None:
+            blocks = pointwise.cell_blocks(matrix, batch_size, "denoising")
+            return _write_blocks(out, method, (
+                (cells, block if method == "mean" else
+                 np.broadcast_to(block, (copies, *block.shape))) for cells, block in blocks))
+        if isinstance(matrix, LazyCounts):
+            matrix = matrix.to_memory()
         if method == "mean":
             return matrix.copy() if sp.issparse(matrix) else np.array(matrix, np.float32)
         dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix, np.float32)
@@ -144,9 +161,12 @@ def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | No
                          f"{error}") from None
     n_draws = next(iter(global_params.values())).shape[0]
     program = (_mean_program if method == "mean" else _sample_program)(likelihood, mixture)
+    spans = []
+
     def arguments():
         for index, (cells, block) in enumerate(pointwise.cell_blocks(matrix, batch_size,
                                                                       "denoising")):
+            spans.append(cells)
             params = pointwise.block_params(global_params, cell_params, cells, weights)
             if method == "mean":
                 yield block, params
@@ -155,10 +175,36 @@ def denoise_counts(results, counts, *, method: str = "mean", n_samples: int | No
                                                                          index), n_draws)
 
     if devices is None:
-        out = [np.asarray(program(jnp.asarray(args[0]), *args[1:])) for args in arguments()]
+        parts = (np.asarray(program(jnp.asarray(args[0]), *args[1:])) for args in arguments())
     else:
-        out = _on_devices(devices, program, arguments(), batch_size)
-    return np.concatenate(out, axis=0 if method == "mean" else 1)
+        parts = iter(_on_devices(devices, program, arguments(), batch_size))
+    if out is not None:
+        # Blocks come back in order (the devices' last, shorter block comes last too).
+        return _write_blocks(out, method, ((spans[i], part) for i, part in enumerate(parts)))
+    return np.concatenate(list(parts), axis=0 if method == "mean" else 1)
+
+
+def _check_out(out, shape: tuple) -> None:
+    """``out`` must take the result: its shape, item assignment."""
+    if out is None:
+        return
+    if not hasattr(out, "__setitem__") or not hasattr(out, "shape"):
+        raise TypeError(f"out must be an array-like with item assignment (numpy, h5py, "
+                        f"zarr), got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out must have the result's shape {tuple(shape)}, got "
+                         f"{tuple(out.shape)}")
+
+
+def _write_blocks(out, method: str, parts):
+    """Write ``(cells, block)`` pairs into ``out``; returns ``out``."""
+    for cells, block in parts:
+        block = block.toarray() if sp.issparse(block) else np.asarray(block, np.float32)
+        if method == "mean":
+            out[cells] = block
+        else:
+            out[:, cells] = block
+    return out
 
 
 def _on_devices(devices: tuple, program, arguments, batch_size: int) -> list:

@@ -161,7 +161,8 @@ class LogLikelihoodEvaluator:
     # ---- entry point ------------------------------------------------------------------------
     def __call__(self, counts: SparseCounts, draws: dict, *, by: str, split: bool,
                  weights: jnp.ndarray | None, weight_type: str | None,
-                 batch_size: int | None) -> jnp.ndarray:
+                 batch_size: int | None, finish: bool = True,
+                 cell_names: frozenset | None = None) -> jnp.ndarray:
         """Log-likelihood of ``counts`` under each draw.
 
         Parameters
@@ -178,6 +179,13 @@ class LogLikelihoodEvaluator:
             Cells per block. None: per gene, one block of all cells (the full matrix's
             statistics); per cell, blocks of about :data:`AUTO_BLOCK_NONZEROS` non-zeros
             (all cells at once when fewer). Blocks are gathered one at a time.
+        finish : bool, default True
+            Apply gene weights, ``log w_k`` and the sum over components; False returns
+            the raw sums, so that per-gene sums of several cell blocks can be added
+            before :meth:`_finish` (:mod:`scribe.svi.stream_loglik`).
+        cell_names : frozenset, optional
+            The per-cell parameters, when ``counts`` is a block of the fit's cells (their
+            shape no longer tells); default: from the shapes.
 
         Returns
         -------
@@ -186,7 +194,8 @@ class LogLikelihoodEvaluator:
         """
         names = self.parameter_names(draws)
         params = {n: draws[n] for n in names}
-        cell_names = frozenset(self.cell_names(params, leading=1))
+        if cell_names is None:
+            cell_names = frozenset(self.cell_names(params, leading=1))
         if batch_size is None and by == "cell" and counts.nnz > AUTO_BLOCK_NONZEROS:
             # Per-cell sums cost O(nnz) either way: blocks bound their temporaries.
             batch_size = max(1, AUTO_BLOCK_NONZEROS * counts.n_cells // counts.nnz)
@@ -201,7 +210,7 @@ class LogLikelihoodEvaluator:
                 left_capacity = tuple(max(int(e), 1) for e in ends)
             plan = (size, n_blocks, counts.block_capacity(size), n_left, left_capacity)
         key = (by, bool(split and self.mixture), weight_type if weights is not None else None,
-               cell_names, plan)
+               cell_names, plan, bool(finish))
         fn = self._compiled.get(key)
         if fn is None:
             fn = jax.jit(self._program(*key))
@@ -212,7 +221,7 @@ class LogLikelihoodEvaluator:
         return fn(counts, params, jnp.asarray(weights, dtype))
 
     def _program(self, by: str, split: bool, weight_type: str | None, cell_names: frozenset,
-                 plan: tuple | None):
+                 plan: tuple | None, finish: bool = True):
         def program(counts, params, weights):
             self.n_traces += 1  # runs while tracing only
             cell_weights = weights if (weight_type == MULTIPLICATIVE and by == "cell") else None
@@ -222,6 +231,8 @@ class LogLikelihoodEvaluator:
                 result = self._draws_on_block(counts, shared, per_cell, by, cell_weights)
             else:
                 result = self._over_blocks(counts, plan, shared, per_cell, by, cell_weights)
+            if not finish:
+                return result
             return self._finish(result, params, weights, counts.n_cells, by=by, split=split,
                                 weight_type=weight_type)
         return program

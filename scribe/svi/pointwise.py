@@ -27,6 +27,7 @@ from scribe.data import prepare_counts
 from scribe.likelihood import Likelihood
 from scribe.mixture import component_axes
 from scribe.progress import progress_blocks
+from scribe.svi.lazy_counts import LazyCounts, lazy_counts
 from scribe.svi.loglik import LogLikelihoodEvaluator
 
 DEFAULT_BATCH_SIZE = 512
@@ -76,8 +77,13 @@ def read_counts(counts, layer: str | None = None):
 
 
 def prepared_counts(results, counts, layer: str | None = None):
-    """Validated cells x genes counts (CSR or dense float32) matching the fit's shape."""
-    matrix = read_counts(counts, layer)
+    """Validated cells x genes counts (CSR or dense float32) matching the fit's shape;
+    for counts on disk or lazy (backed AnnData, zarr, dask) a
+    :class:`~scribe.svi.lazy_counts.LazyCounts` that reads (and validates) the cells it
+    is sliced by, so that block-wise analyses never hold the whole matrix."""
+    matrix = lazy_counts(counts, layer)
+    if matrix is None:
+        matrix = read_counts(counts, layer)
     n_cells, n_genes = matrix.shape
     if n_genes != results.n_genes:
         raise ValueError(f"counts have {n_genes} genes but the model was fitted to "
@@ -123,7 +129,9 @@ def block_capacity(matrix, batch_size: int) -> int:
     for every block, so the block program compiles once."""
     n_cells = matrix.shape[0]
     bounds = np.r_[np.arange(0, n_cells, batch_size), n_cells]
-    if sp.issparse(matrix):
+    if isinstance(matrix, LazyCounts):
+        per_block = matrix.block_nonzeros(batch_size)
+    elif sp.issparse(matrix):
         per_block = np.diff(np.asarray(matrix.indptr)[bounds])
     else:
         per_cell = np.count_nonzero(np.asarray(matrix), axis=1)

@@ -38,6 +38,7 @@ import scipy.sparse as sp
 
 from scribe.parameterization import CELL, GENE
 from scribe.svi import denoise, gof, pointwise
+from scribe.svi.lazy_counts import LazyCounts, lazy_counts
 
 LAYERS = ("denoised", "normalized")
 GENE_PARAMETERS = ("r", "mu", "gate")
@@ -263,7 +264,11 @@ def to_anndata(results, adata=None, *, prefix: str = "scribe_", inplace: bool = 
         ValueError names the first mismatch. Quantities that need the counts (cell
         log-likelihood, assignments, entropy, goodness of fit, layers) are computed from
         its counts (``layer``, the one the model was fitted to). None: a new AnnData with
-        the fit's ``obs`` / ``var`` (no ``X``) and only the count-free results.
+        the fit's ``obs`` / ``var`` (no ``X``) and only the count-free results. A backed
+        AnnData (or a lazy ``.X``) is read block by block, never whole; a backed one is
+        written in place only (``inplace=True``), and its ``layers`` are dense
+        ``(C, G)`` matrices built in memory (use ``denoise_counts(..., out=...)`` to
+        write denoised counts of an atlas to disk instead).
     prefix : str, default "scribe_"
         Prefix of every key written.
     inplace : bool, default False
@@ -317,10 +322,20 @@ def to_anndata(results, adata=None, *, prefix: str = "scribe_", inplace: bool = 
             raise TypeError(f"adata must be an AnnData or None, got {type(adata).__name__}")
         _check_cells(results, adata)
         positions = _gene_positions(results, adata)
-        counts = pointwise.read_counts(adata, layer)
-        if positions.size != adata.n_vars or not np.array_equal(positions,
-                                                                np.arange(adata.n_vars)):
-            counts = counts[:, positions]
+        subset = positions.size != adata.n_vars or not np.array_equal(
+            positions, np.arange(adata.n_vars))
+        counts = lazy_counts(adata, layer)
+        if counts is not None:
+            # Backed / lazy counts stay on disk: every count-based entry streams them.
+            counts = LazyCounts(counts._matrix, positions if subset else None)
+        else:
+            counts = pointwise.read_counts(adata, layer)
+            if subset:
+                counts = counts[:, positions]
+        if getattr(adata, "isbacked", False) and not inplace:
+            raise ValueError("a backed AnnData is written in place: pass inplace=True (the "
+                             "annotations are set in memory; save them with "
+                             "adata.write_h5ad(...)), or load it with adata.to_memory()")
         target = adata if inplace else adata.copy()
     writer = _Writer(target, prefix, np.arange(results.n_genes) if positions is None
                      else positions)
