@@ -43,13 +43,13 @@ def run_candidate(csr, truth, model_type: str, optimizer_name: str, batch_size,
     import jax
     import numpy as np
     from numpyro.infer import SVI, TraceMeanField_ELBO
+    from time_to_fit import evaluate
 
     from scribe.compose import validated_priors
     from scribe.config import ModelConfig
     from scribe.fit_counts import device_counts, stream_for_fit
     from scribe.svi.engine import _compiled_init, initial_params, resolve_model_and_guide
     from scribe.svi.results import ScribeSVIResults
-    from time_to_fit import evaluate
 
     n_cells, n_genes = csr.shape
     config = ModelConfig(model_type=model_type, n_components=3)

@@ -20,7 +20,12 @@ import scipy.sparse as sp
 
 from scribe.anchoring import anchor_capture
 from scribe.data import chunks
-from scribe.initial_widths import CountTally, entry_rows, laplace_log_variances
+from scribe.initial_widths import (
+    CountTally,
+    entry_rows,
+    gene_log_variances,
+    laplace_log_variances,
+)
 from scribe.likelihood import CAPTURE, PROBABILITY, Likelihood
 
 _P_RANGE = (0.02, 0.98)
@@ -264,6 +269,10 @@ def guess_from_moments(
                                        labels)
     else:
         guess = _plain_guess(moments, groups, zero_inflated, component_specific)
+        # nbdm and its mixture: r starts at its Laplace width too (a zero-inflated r is
+        # entangled with its gate, whose joint width this does not give).
+        widths = ({"r": gene_log_variances(tally(), guess["r"])}
+                  if tally is not None and not zero_inflated else None)
     if n_components is not None:
         sizes = np.array([len(g) for g in groups], dtype=float)
         weights = np.maximum(sizes / sizes.sum(), 0.01)
@@ -279,6 +288,8 @@ def guess_from_moments(
         # Laplace widths of the gene and cell factors (scribe.initial_widths).
         guess["_log_var"] = {"r": widths["r"], **{n: widths["capture"]
                                                 for n, k in kinds.items() if k == CAPTURE}}
+    elif widths is not None:
+        guess["_log_var"] = widths
     return guess
 
 

@@ -132,7 +132,27 @@ def laplace_log_variances(tally: CountTally, r: np.ndarray, odds_cell: np.ndarra
     groups = (np.zeros(library.shape[0], np.int64) if labels is None
               else np.asarray(labels, np.int64))
     total_r = r_rows.sum(axis=1)[groups]                          # R_c, (C,)
-    flat_r = r_rows.ravel()
+    return {"r": gene_log_variances(tally, r),
+            "capture": cell_log_variances(library, total_r, odds_cell)}
+
+
+def gene_log_variances(tally: CountTally, r: np.ndarray) -> np.ndarray:
+    """Laplace variances of ``log r`` at the start, shaped like ``r``.
+
+    At fixed ``p`` (or ``p_hat_c``) the observed information of ``log r_g`` is
+    ``r^2 sum_c (psi_1(r) - psi_1(x_cg + r))`` over the non-zeros (zeros are linear in
+    ``r``; the score term vanishes at the optimum) plus the ``LogNormal(0, 1)`` prior's
+    precision 1. It does not involve ``p``, so models with and without capture share it.
+
+    Parameters
+    ----------
+    tally : CountTally
+        The non-zeros per (group, gene) and count.
+    r : numpy.ndarray, shape (G,) or (K, G)
+        Starting ``r`` (per k-means group in a mixture).
+    """
+    r = np.asarray(r, np.float64)
+    flat_r = r.reshape(-1, r.shape[-1]).ravel()
     trigamma_r = polygamma(1, flat_r)
     big = tally.big_rows
     info = np.bincount(big, trigamma_r[big] - polygamma(1, tally.big_values + flat_r[big]),
@@ -141,8 +161,7 @@ def laplace_log_variances(tally: CountTally, r: np.ndarray, odds_cell: np.ndarra
     terms = trigamma_r[:, None] - polygamma(1, values + flat_r[:, None])    # (K G, grid)
     info += np.sum(tally.pairs * terms, axis=1)
     gene_info = flat_r**2 * info + 1.0          # + the LogNormal(0, 1) prior's precision
-    return {"r": (1.0 / gene_info).reshape(r.shape),
-            "capture": cell_log_variances(library, total_r, odds_cell)}
+    return (1.0 / gene_info).reshape(r.shape)
 
 
 def cell_log_variances(library: np.ndarray, total_r: np.ndarray,

@@ -16,7 +16,7 @@ from scribe.compose import Composition
 from scribe.counts import LARGE_COUNT
 from scribe.counts_stream import stream_counts
 from scribe.families import BETA, BETA_PRIME, LOG_NORMAL, LOGIT_NORMAL
-from scribe.initial_values import initial_canonical
+from scribe.initial_values import _library, _log_normalised, initial_canonical, kmeans
 from scribe.initial_widths import (
     CountTally,
     concentration_for_variance,
@@ -201,3 +201,38 @@ def test_droplet_like_nbvcp_converges_quickly_at_the_recovery_thresholds():
     errors = recovery_errors(results, counts, truth)
     assert errors["r_error"] < 0.15, errors
     assert errors["p_hat_error"] < 0.10, errors
+
+
+def test_plain_mixture_r_starts_at_its_laplace_width():
+    # nbdm_mix: each component's log r factor starts at the Laplace variance over the
+    # cells k-means put in that component, here checked by central differences of scipy's
+    # NB log-likelihood (h = 1e-3, float64: error ~1e-6 relative, as above), and the
+    # standard parameterization's LogNormal r then has scale^2 equal to it (float32
+    # storage: rtol 1e-5).
+    counts, _ = simulate_counts("nbdm_mix", 240, 30, n_components=2, r_loc=0.0, seed=2)
+    csr = sp.csr_matrix(counts.astype(np.float32))
+    likelihood = lookup_model_type("nbdm_mix").likelihood
+    guess = initial_canonical(csr, likelihood, 2, False, 0)
+    log_var = guess["_log_var"]["r"]
+    assert log_var.shape == (2, 30)
+    labels = kmeans(_log_normalised(csr, _library(csr)), 2, 0)
+    odds = np.full(csr.shape[0], guess["p"] / (1 - guess["p"]))
+    h = 1e-3
+    for k in range(2):
+        x = counts[labels == k].astype(np.float64)
+        r = guess["r"][k]
+        information = np.empty(30)
+        for g in range(30):
+            def total(u, g=g, x=x, r=r):
+                rr = r.copy()
+                rr[g] = np.exp(u)
+                return _loglik(x, rr, odds[: x.shape[0]])[:, g].sum()
+            u = np.log(r[g])
+            second = (total(u + h) - 2 * total(u) + total(u - h)) / h**2
+            first = (total(u + h) - total(u - h)) / (2 * h)
+            information[g] = -(second - first)
+        np.testing.assert_allclose(1 / log_var[k] - 1.0, information, rtol=1e-4, atol=1e-6)
+    params = Composition(ModelConfig("nbdm_mix", n_components=2)).initial_params(
+        guess, *csr.shape)
+    scale = np.asarray(params["r_scale"], np.float64)
+    np.testing.assert_allclose(scale**2, np.clip(log_var, 1e-6, 0.5), rtol=1e-5)
