@@ -39,7 +39,7 @@ def make_optimizer(name: str):
 
 
 def run_candidate(csr, truth, model_type: str, optimizer_name: str, batch_size,
-                  n_steps: int, seed: int, ari_every: int) -> dict:
+                  n_steps: int, seed: int, ari_every: int, epochs: bool = False) -> dict:
     import jax
     import numpy as np
     from numpyro.infer import SVI, TraceMeanField_ELBO
@@ -58,6 +58,10 @@ def run_candidate(csr, truth, model_type: str, optimizer_name: str, batch_size,
     init = initial_params(config, streamed, seed)
     counts = device_counts(streamed, config, batch_size)
     model, guide = resolve_model_and_guide(config)
+    if epochs:
+        from scribe.epoch_cells import EpochCells
+        model = EpochCells(model, n_cells, batch_size, seed)
+        guide = EpochCells(guide, n_cells, batch_size, seed)
     svi = SVI(model, guide, make_optimizer(optimizer_name), TraceMeanField_ELBO())
     state = _compiled_init(svi, jax.random.PRNGKey(seed), n_cells, n_genes, counts,
                            batch_size, init)
@@ -67,8 +71,9 @@ def run_candidate(csr, truth, model_type: str, optimizer_name: str, batch_size,
     def chunk(state, counts):
         def body(i, inner):
             state, losses = inner
+            extra = {"step": state.optim_state[0]} if epochs else {}
             state, loss = svi.stable_update(state, n_cells, n_genes, counts=counts,
-                                            batch_size=batch_size)
+                                            batch_size=batch_size, **extra)
             return state, losses.at[i].set(loss)
         return jax.lax.fori_loop(0, window, body, (state, jax.numpy.zeros(window)))
 
@@ -102,18 +107,18 @@ def run_candidate(csr, truth, model_type: str, optimizer_name: str, batch_size,
         rows.append(dict(step=done, seconds=loop_s, **snapshot(state, losses, full)))
         print(json.dumps(dict(candidate=optimizer_name, batch=batch_size, **rows[-1])),
               flush=True)
-    return dict(candidate=optimizer_name, batch_size=batch_size, setup_s=setup_s,
+    return dict(candidate=optimizer_name, batch_size=batch_size, epochs=epochs, setup_s=setup_s,
                 load=os.getloadavg()[0], losses=losses, windows=rows)
 
 
 def replay(losses, tol: float = 1e-5, patience: int = 3, window: int = 100,
-           monitor_cls=None) -> int | None:
+           block: int = 1) -> int | None:
     """Step at which a stopping rule fed this loss trace stops (None: never)."""
     import numpy as np
 
     from scribe.svi.convergence import ConvergenceMonitor
 
-    monitor = (monitor_cls or ConvergenceMonitor)(tol=tol, patience=patience, window=window)
+    monitor = ConvergenceMonitor(tol=tol, patience=patience, window=window, block=block)
     losses = np.asarray(losses)
     for done in range(window, losses.size + 1, window):
         if monitor.update(losses[:done]):
@@ -139,7 +144,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--ari-every", type=int, default=500)
     parser.add_argument("--candidates", nargs="+", default=["adam_3e-3:2048"],
-                        help="optimiser:batch ('none' for the full batch)")
+                        help="optimiser:batch[:epoch] ('none' for the full batch; "
+                        "':epoch' draws batches epoch by epoch)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     n_cells, n_genes = map(int, args.size.split("x"))
@@ -151,11 +157,14 @@ def main() -> None:
     del dense
     out = dict(args=vars(args), runs=[])
     for candidate in args.candidates:
-        name, batch = candidate.split(":")
+        name, batch, *mode = candidate.split(":")
         batch = None if batch == "none" else int(batch)
+        epochs = mode == ["epoch"]
         run = run_candidate(csr, truth, args.model_type, name, batch, args.steps,
-                            args.seed, args.ari_every)
-        run["replay_stop_default"] = replay(run["losses"])
+                            args.seed, args.ari_every, epochs)
+        from scribe.epoch_cells import epoch_steps
+        block = epoch_steps(n_cells, batch) if epochs else 1
+        run["replay_stop_default"] = replay(run["losses"], block=block)
         out["runs"].append(run)
         with open(args.out, "w") as handle:
             json.dump(out, handle)

@@ -238,7 +238,8 @@ def fit(
         optimizer=default_optimizer() if optimizer is None else optimizer,
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,
-        stable_update=stable_update, progress=progress, stopping=monitor, devices=devices)
+        stable_update=stable_update, progress=progress, stopping=monitor, devices=devices,
+        epoch_batches=True)
     divergence = run.divergence
     message = divergence.message(len(run.losses))
     if message is not None:
