@@ -76,9 +76,9 @@ def relative_improvement(losses: np.ndarray, tol: float, window: int,
     window : int
     block : int, default 1
         Steps per epoch of an epoch-drawn mini-batch (:mod:`scribe.epoch_cells`): the
-        rule then works on the means of consecutive blocks of ``block`` steps (aligned to
-        the trace's end), in which the cells' sampling noise cancels, and takes the noise
-        from their differences. 1: every step on its own (full batch, independent draws).
+        rule then works on the means of the epochs (blocks of ``block`` steps from step 0),
+        in which the cells' sampling noise cancels, and takes the noise from their
+        differences. 1: every step on its own (full batch, independent draws).
 
     Returns
     -------
@@ -86,16 +86,25 @@ def relative_improvement(losses: np.ndarray, tol: float, window: int,
         ``(older span median - newer span median) / (j * |current median|)``, positive
         while the loss falls; None while the trace is too short to resolve it.
     """
-    losses = np.asarray(losses, dtype=np.float64)
-    losses = losses[np.isfinite(losses)]
+    trace = np.asarray(losses, dtype=np.float64)
+    losses = trace[np.isfinite(trace)]
     n_windows = losses.size // window
     if n_windows < 2:
         return None
     level = abs(float(np.median(losses[-window:])))
     level = max(level, np.finfo(np.float64).tiny)
     block = max(1, min(int(block), window))
-    n_blocks = losses.size // block
-    units = losses[losses.size - n_blocks * block:].reshape(n_blocks, block).mean(axis=1)
+    if block == 1:
+        units = losses
+    else:
+        # Epochs start at step 0: blocks aligned to the start of the trace (an incomplete
+        # last epoch is left out), skipped (non-finite) steps left out of their block.
+        n_blocks = trace.size // block
+        blocks = np.where(np.isfinite(trace), trace, np.nan)[: n_blocks * block]
+        blocks = blocks.reshape(n_blocks, block)
+        kept = np.isfinite(blocks).any(axis=1)
+        units = np.nanmean(blocks[kept], axis=1) if kept.any() else np.zeros(0)
+    n_blocks = units.size
     per_window = window / block           # units per window
     recent = units[-min(n_blocks, int(_NOISE_WINDOWS * per_window)):]
     sigma = _MAD_TO_SD * float(np.median(np.abs(np.diff(recent) - np.median(np.diff(recent)))))
