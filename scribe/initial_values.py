@@ -25,6 +25,7 @@ from scribe.initial_widths import (
     entry_rows,
     gene_log_variances,
     laplace_log_variances,
+    zero_inflated_log_variances,
 )
 from scribe.likelihood import CAPTURE, PROBABILITY, Likelihood
 
@@ -269,10 +270,16 @@ def guess_from_moments(
                                        labels)
     else:
         guess = _plain_guess(moments, groups, zero_inflated, component_specific)
-        # nbdm and its mixture: r starts at its Laplace width too (a zero-inflated r is
-        # entangled with its gate, whose joint width this does not give).
-        widths = ({"r": gene_log_variances(tally(), guess["r"])}
-                  if tally is not None and not zero_inflated else None)
+        # r starts at its Laplace width too (zero-inflated: at fixed gate).
+        widths = None
+        if tally is not None and not zero_inflated:
+            widths = {"r": gene_log_variances(tally(), guess["r"])}
+        elif tally is not None:
+            n_zero = _stack([n - nnz for n, nnz, *_ in
+                             (moments.group(k) for k in range(len(groups)))],
+                            np.ndim(guess["r"]) == 2)
+            widths = {"r": zero_inflated_log_variances(tally(), guess["r"], guess["p"],
+                                                       guess["_gate"], n_zero)}
     if n_components is not None:
         sizes = np.array([len(g) for g in groups], dtype=float)
         weights = np.maximum(sizes / sizes.sum(), 0.01)
