@@ -244,8 +244,10 @@ def guess_from_moments(
     """:func:`initial_canonical` from per-group moments, library sizes ``(C,)`` and the
     cells' group labels ``(C,)`` (None: one group).
 
-    ``tally`` builds the non-zeros' (group, gene, count) tally that capture models need
-    for their starting widths (:func:`scribe.initial_widths.laplace_log_variances`).
+    ``tally`` builds the non-zeros' (group, gene, count) tally for the starting widths
+    (:mod:`scribe.initial_widths`: Laplace widths of ``r`` for every likelihood, at fixed
+    gate when zero-inflated, and of the capture for capture models); without it only
+    capture models refuse.
     """
     n_cells = library.shape[0]
     kinds = {lat.name: lat.kind for lat in likelihood.latents}

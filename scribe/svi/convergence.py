@@ -10,7 +10,10 @@ its current level:
 
 1. Noise. ``sigma`` is the robust standard deviation of one step's loss, from the median
    absolute deviation of first differences over the last ``20 * window`` steps (differences
-   cancel the slow trend; white noise has ``var(diff) = 2 sigma^2``).
+   cancel the slow trend; white noise has ``var(diff) = 2 sigma^2``). With epoch-drawn
+   mini-batches (``block`` = steps per epoch, :mod:`scribe.epoch_cells`) the unit is an
+   epoch's mean loss instead of a step's, in which the noise of which cells were drawn
+   cancels; the spans below then hold ``window / block`` units per window.
 2. Resolution. The change of the loss per window is estimated from the medians of the last
    ``j`` windows and of the ``j`` windows before them, divided by ``j``. The median of
    ``n`` noisy values has standard error ``1.2533 sigma / sqrt(n)``, so this estimate has
