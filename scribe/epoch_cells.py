@@ -68,8 +68,9 @@ def epoch_indices(step, n_cells: int, batch_size: int, order, table, key) -> jnp
 class EpochCells(Messenger):
     """Wrap a model or guide so that the ``cells`` plate draws :func:`epoch_indices`.
 
-    The wrapped callable takes an extra keyword ``step`` (the optimiser's step count;
-    0 when absent, e.g. at ``svi.init``), which is removed before the model sees it.
+    The wrapped callable takes extra keywords ``step`` (the optimiser's step count; 0 when
+    absent, e.g. at ``svi.init``) and ``order`` (``self.order`` as an array argument;
+    optional), which are removed before the model sees them.
     Model and guide derive the same cells from the same step.
 
     Parameters
@@ -87,17 +88,20 @@ class EpochCells(Messenger):
         self.order = rng.permutation(self.n_cells).astype(np.int32)
         self.table = multipliers(self.n_cells, seed)
         self.key = jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
-        self._step = 0
+        self._step, self._order = 0, None
         super().__init__(fn)
 
-    def __call__(self, *args, step=0, **kwargs):
-        self._step = step
+    def __call__(self, *args, step=0, order=None, **kwargs):
+        # ``order``: ``self.order`` passed as a (traced) argument, so that a compiled step
+        # does not embed a C-sized constant; None: use the host copy.
+        self._step, self._order = step, order
         return super().__call__(*args, **kwargs)
 
     def process_message(self, msg):
         if msg["type"] == "plate" and msg["name"] == PLATE and msg["value"] is None:
-            cells = epoch_indices(self._step, self.n_cells, self.batch_size,
-                                  jnp.asarray(self.order), jnp.asarray(self.table), self.key)
+            order = jnp.asarray(self.order) if self._order is None else self._order
+            cells = epoch_indices(self._step, self.n_cells, self.batch_size, order,
+                                  jnp.asarray(self.table), self.key)
 
             def subsample(n_cells, subsample_size, rng_key=None):
                 return cells

@@ -310,12 +310,16 @@ class SVIInferenceEngine:
             stopping = None
             chunk = _chunk_size(n_steps)
 
-        def run_chunk(carry, counts, offset, n_active):
+        # The epochs' cell permutation is an argument, like the counts (never a constant).
+        order = jnp.asarray(model.order) if epochs else None
+
+        def run_chunk(carry, inputs, offset, n_active):
+            counts, order = inputs
             # carry: (state, last state with a finite loss, its step, non-finite steps,
             # first non-finite step, current run of non-finite steps); see divergence.py.
             def step_fn(state):
                 # Epoch-drawn batches take their cells from the optimiser's step count.
-                extra = {"step": state.optim_state[0]} if epochs else {}
+                extra = {"step": state.optim_state[0], "order": order} if epochs else {}
                 return update(state, n_cells, n_genes, counts=counts, batch_size=batch_size,
                               **extra)
 
@@ -358,7 +362,8 @@ class SVIInferenceEngine:
             done = 0
             while done < n_steps:
                 n_active = min(chunk, n_steps - done)
-                carry, chunk_losses = run_chunk(carry, counts, jnp.asarray(done, jnp.int32),
+                carry, chunk_losses = run_chunk(carry, (counts, order),
+                                                jnp.asarray(done, jnp.int32),
                                                 n_active)
                 chunk_losses = np.asarray(chunk_losses[:n_active])
                 if losses is None:
