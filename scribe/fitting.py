@@ -128,6 +128,8 @@ def fit(
         ``zinbvcp``, plugin likelihoods without sparse sums) on more than 8,192 cells,
         which take 2,048 cells per step (:mod:`scribe.batching`; about 2x faster to a
         converged mixture fit at 20,000 cells, docs/benchmarks.md "Default batching").
+        Mini-batches are drawn epoch by epoch (every cell once per epoch,
+        :mod:`scribe.epoch_cells`) and the convergence stop judges epoch means.
     seed : int, default 42
         An integer in ``[0, 2**32 - 1]``.
     layer : str, optional
@@ -238,7 +240,8 @@ def fit(
         optimizer=default_optimizer() if optimizer is None else optimizer,
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,
-        stable_update=stable_update, progress=progress, stopping=monitor, devices=devices)
+        stable_update=stable_update, progress=progress, stopping=monitor, devices=devices,
+        epoch_batches=True)
     divergence = run.divergence
     message = divergence.message(len(run.losses))
     if message is not None:

@@ -132,7 +132,57 @@ def laplace_log_variances(tally: CountTally, r: np.ndarray, odds_cell: np.ndarra
     groups = (np.zeros(library.shape[0], np.int64) if labels is None
               else np.asarray(labels, np.int64))
     total_r = r_rows.sum(axis=1)[groups]                          # R_c, (C,)
-    flat_r = r_rows.ravel()
+    return {"r": gene_log_variances(tally, r),
+            "capture": cell_log_variances(library, total_r, odds_cell)}
+
+
+def zero_inflated_log_variances(tally: CountTally, r: np.ndarray, p, gate: np.ndarray,
+                                n_zero: np.ndarray) -> np.ndarray:
+    """:func:`gene_log_variances` for a zero-inflated NB at fixed ``p`` and gate.
+
+    A zero has log-likelihood ``log(g + (1 - g) q^r)`` (``q = 1 - p``), whose second
+    derivative in ``log r`` is ``z r log q + z (1 - z) (r log q)^2`` with ``z`` the
+    probability that the zero is an NB zero; the first part is ``r`` times the score
+    (zero at the optimum), so the zeros *remove* ``n_zero z (1 - z) (r log q)^2`` of
+    information. The marginal width is wider still (``r`` and the gate are correlated);
+    this is the width at fixed gate.
+
+    Parameters
+    ----------
+    tally : CountTally
+    r, gate, n_zero : numpy.ndarray, shape (G,) or (K, G)
+        Starting ``r``, gate and number of zeros per (group, gene).
+    p : float or numpy.ndarray, shape () or (K,)
+    """
+    r = np.asarray(r, np.float64)
+    rows = r.reshape(-1, r.shape[-1])
+    p = np.asarray(p, np.float64).reshape(-1, 1) * np.ones_like(rows)
+    gate = np.asarray(gate, np.float64).reshape(rows.shape)
+    log_q = np.log1p(-p)
+    nb_zero = np.exp(rows * log_q)
+    z = (1 - gate) * nb_zero / np.maximum(gate + (1 - gate) * nb_zero, 1e-300)
+    removed = np.asarray(n_zero, np.float64).reshape(rows.shape) * z * (1 - z) * (rows * log_q)**2
+    info = 1.0 / gene_log_variances(tally, r).reshape(rows.shape) - 1.0 - removed
+    return (1.0 / (np.maximum(info, 0.0) + 1.0)).reshape(r.shape)
+
+
+def gene_log_variances(tally: CountTally, r: np.ndarray) -> np.ndarray:
+    """Laplace variances of ``log r`` at the start, shaped like ``r``.
+
+    At fixed ``p`` (or ``p_hat_c``) the observed information of ``log r_g`` is
+    ``r^2 sum_c (psi_1(r) - psi_1(x_cg + r))`` over the non-zeros (zeros are linear in
+    ``r``; the score term vanishes at the optimum) plus the ``LogNormal(0, 1)`` prior's
+    precision 1. It does not involve ``p``, so models with and without capture share it.
+
+    Parameters
+    ----------
+    tally : CountTally
+        The non-zeros per (group, gene) and count.
+    r : numpy.ndarray, shape (G,) or (K, G)
+        Starting ``r`` (per k-means group in a mixture).
+    """
+    r = np.asarray(r, np.float64)
+    flat_r = r.reshape(-1, r.shape[-1]).ravel()
     trigamma_r = polygamma(1, flat_r)
     big = tally.big_rows
     info = np.bincount(big, trigamma_r[big] - polygamma(1, tally.big_values + flat_r[big]),
@@ -141,8 +191,7 @@ def laplace_log_variances(tally: CountTally, r: np.ndarray, odds_cell: np.ndarra
     terms = trigamma_r[:, None] - polygamma(1, values + flat_r[:, None])    # (K G, grid)
     info += np.sum(tally.pairs * terms, axis=1)
     gene_info = flat_r**2 * info + 1.0          # + the LogNormal(0, 1) prior's precision
-    return {"r": (1.0 / gene_info).reshape(r.shape),
-            "capture": cell_log_variances(library, total_r, odds_cell)}
+    return (1.0 / gene_info).reshape(r.shape)
 
 
 def cell_log_variances(library: np.ndarray, total_r: np.ndarray,

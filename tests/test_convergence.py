@@ -224,3 +224,77 @@ def test_subsetting_keeps_the_record(small_counts):
     res = scribe.fit(counts, "nbdm", "unconstrained", n_steps=300, progress=False,
                      tol=None, seed=int(jax.random.randint(jax.random.PRNGKey(0), (), 0, 9)))
     assert res[:5].converged is False and res[:5].n_steps_run == 300
+
+
+# ---- epoch-drawn mini-batches: the rule on epoch means (block = steps per epoch) --------------
+def epoch_noise(n_steps: int, n_cells: int, batch: int, seed: int):
+    """Mini-batch noise of an epoch design (scribe.epoch_cells): each epoch of E = ceil(C/B)
+    steps visits every cell once and wraps its last batch onto E B - C cells;
+    ``(C/B) sum_batch l_c - sum_c l_c`` per step, with per-cell losses l_c (sd 5.5),
+    plus white noise of sd 20 (the guide's draws). Returns the noise and its two sds: one
+    step's, and one epoch mean's (derived: the epoch's sum counts every cell once plus
+    the E B - C wrapped ones, so only those are left, as a sample without replacement)."""
+    rng = np.random.default_rng(seed)
+    per_epoch = math.ceil(n_cells / batch)
+    cell_loss = rng.normal(0.0, 5.5, n_cells)
+    epochs = -(-n_steps // per_epoch)
+    slots = np.concatenate([np.resize(rng.permutation(n_cells), per_epoch * batch)
+                            for _ in range(epochs)])[: n_steps * batch].reshape(n_steps, batch)
+    white = 20.0
+    noise = (n_cells / batch) * cell_loss[slots].sum(axis=1) - cell_loss.sum()
+    noise += rng.normal(0.0, white, n_steps)
+    s_c, wrap = cell_loss.std(), per_epoch * batch - n_cells
+    step_sd = math.hypot((n_cells / batch) * math.sqrt(batch * (1 - batch / n_cells)) * s_c,
+                         white)
+    epoch_sd = math.hypot((n_cells / batch) / per_epoch * math.sqrt(wrap * (1 - wrap / n_cells))
+                          * s_c, white / math.sqrt(per_epoch))
+    return noise, step_sd, epoch_sd, per_epoch
+
+
+def run_block_monitor(losses, block):
+    monitor = ConvergenceMonitor(tol=TOL, patience=PATIENCE, window=WINDOW, block=block)
+    for n in range(WINDOW, losses.size + 1, WINDOW):
+        if monitor.update(losses[:n]):
+            return monitor.converged_step
+    return None
+
+
+def block_span(sd: float, level: float, per_window: float) -> int:
+    c = math.sqrt(math.pi / 2) * sd * math.sqrt(2 / per_window) / level
+    return max(1, math.ceil((2 * c / TOL) ** (2 / 3)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_epoch_means_do_not_stop_before_the_plateau(seed):
+    """As test_exponential_decay_stops_near_its_plateau, with the noise of epoch-drawn
+    batches (2,000 cells, 256 per step: 8 steps per epoch): the rule on epoch means keeps
+    the same guarantee (not before d = 2 tol, i.e. t* - tau ln 2), and its span j is that
+    of the epoch means' noise, so it stops by t* + tau ln 2 + (2 j + patience) w."""
+    a, b, tau = 1e6, 1e5, 2000.0
+    noise, _, epoch_sd, per_epoch = epoch_noise(20_000, 2000, 256, seed)
+    t = np.arange(noise.size)
+    losses = a + b * np.exp(-t / tau) + noise
+    t_star = tau * math.log(b * (1 - math.exp(-WINDOW / tau)) / (a * TOL))
+    j = block_span(epoch_sd, a, WINDOW / per_epoch)
+    stop = run_block_monitor(losses, per_epoch)
+    assert stop is not None
+    assert t_star - tau * math.log(2) <= stop <= t_star + tau * math.log(2) + \
+        (2 * j + PATIENCE) * WINDOW
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_epoch_means_stop_a_converged_fit_sooner(seed):
+    """A loss that is already flat: per step the rule needs 2 j_step windows of history
+    before it can resolve tol (so it cannot stop earlier), on epoch means 2 j_epoch; with
+    the epoch means' noise ~13x below one step's (here j 3 against 9) the stop comes by
+    (2 j_epoch + patience + 2) windows (flat checks have probability >= 97.7 % each, two
+    spare windows for a non-flat draw: failure ~1e-3)."""
+    noise, step_sd, epoch_sd, per_epoch = epoch_noise(6000, 2000, 256, seed)
+    losses = 1e6 + noise
+    j_step = block_span(step_sd, 1e6, WINDOW)
+    j_epoch = block_span(epoch_sd, 1e6, WINDOW / per_epoch)
+    assert j_epoch < j_step
+    per_step = run_block_monitor(losses, 1)
+    assert per_step is None or per_step >= 2 * j_step * WINDOW
+    stop = run_block_monitor(losses, per_epoch)
+    assert stop is not None and stop <= (2 * j_epoch + PATIENCE + 2) * WINDOW

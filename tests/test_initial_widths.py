@@ -16,13 +16,14 @@ from scribe.compose import Composition
 from scribe.counts import LARGE_COUNT
 from scribe.counts_stream import stream_counts
 from scribe.families import BETA, BETA_PRIME, LOG_NORMAL, LOGIT_NORMAL
-from scribe.initial_values import initial_canonical
+from scribe.initial_values import _library, _log_normalised, initial_canonical, kmeans
 from scribe.initial_widths import (
     CountTally,
     concentration_for_variance,
     entry_rows,
     laplace_log_variances,
     variance_for_concentration,
+    zero_inflated_log_variances,
 )
 from scribe.plugins import lookup_model_type
 from scribe.simulate import simulate_counts
@@ -201,3 +202,67 @@ def test_droplet_like_nbvcp_converges_quickly_at_the_recovery_thresholds():
     errors = recovery_errors(results, counts, truth)
     assert errors["r_error"] < 0.15, errors
     assert errors["p_hat_error"] < 0.10, errors
+
+
+def test_plain_mixture_r_starts_at_its_laplace_width():
+    # nbdm_mix: each component's log r factor starts at the Laplace variance over the
+    # cells k-means put in that component, here checked by central differences of scipy's
+    # NB log-likelihood (h = 1e-3, float64: error ~1e-6 relative, as above), and the
+    # standard parameterization's LogNormal r then has scale^2 equal to it (float32
+    # storage: rtol 1e-5).
+    counts, _ = simulate_counts("nbdm_mix", 240, 30, n_components=2, r_loc=0.0, seed=2)
+    csr = sp.csr_matrix(counts.astype(np.float32))
+    likelihood = lookup_model_type("nbdm_mix").likelihood
+    guess = initial_canonical(csr, likelihood, 2, False, 0)
+    log_var = guess["_log_var"]["r"]
+    assert log_var.shape == (2, 30)
+    labels = kmeans(_log_normalised(csr, _library(csr)), 2, 0)
+    odds = np.full(csr.shape[0], guess["p"] / (1 - guess["p"]))
+    h = 1e-3
+    for k in range(2):
+        x = counts[labels == k].astype(np.float64)
+        r = guess["r"][k]
+        information = np.empty(30)
+        for g in range(30):
+            def total(u, g=g, x=x, r=r):
+                rr = r.copy()
+                rr[g] = np.exp(u)
+                return _loglik(x, rr, odds[: x.shape[0]])[:, g].sum()
+            u = np.log(r[g])
+            second = (total(u + h) - 2 * total(u) + total(u - h)) / h**2
+            first = (total(u + h) - total(u - h)) / (2 * h)
+            information[g] = -(second - first)
+        np.testing.assert_allclose(1 / log_var[k] - 1.0, information, rtol=1e-4, atol=1e-6)
+    params = Composition(ModelConfig("nbdm_mix", n_components=2)).initial_params(
+        guess, *csr.shape)
+    scale = np.asarray(params["r_scale"], np.float64)
+    np.testing.assert_allclose(scale**2, np.clip(log_var, 1e-6, 0.5), rtol=1e-5)
+
+
+def test_zero_inflated_r_width_matches_finite_differences():
+    # ZINB at fixed p and gate: the information of log r is -(l'' - l') summed over a
+    # gene's cells (the score term dropped as above), zeros included: checked by central
+    # differences of scipy's pmf (h = 1e-3, float64: ~1e-6 relative error, rtol 1e-4).
+    rng = np.random.default_rng(5)
+    n_cells, n_genes, p = 300, 8, 0.6
+    r = rng.uniform(0.3, 3.0, n_genes)
+    gate = rng.uniform(0.05, 0.5, n_genes)
+    x = rng.negative_binomial(r[None, :], 1 - p, (n_cells, n_genes)).astype(np.float64)
+    x[rng.uniform(size=x.shape) < gate[None, :]] = 0.0
+    n_zero = (x == 0).sum(axis=0)
+    out = zero_inflated_log_variances(_tally(x, None, 1), r, p, gate, n_zero)
+
+    def total(u, g):
+        rr = np.exp(u)
+        nb = stats.nbinom.logpmf(x[:, g], rr, 1 - p)
+        zero = np.log(gate[g] + (1 - gate[g]) * np.exp(nb))
+        return np.where(x[:, g] == 0, zero, np.log1p(-gate[g]) + nb).sum()
+
+    h = 1e-3
+    for g in range(n_genes):
+        u = np.log(r[g])
+        second = (total(u + h, g) - 2 * total(u, g) + total(u - h, g)) / h**2
+        first = (total(u + h, g) - total(u - h, g)) / (2 * h)
+        information = -(second - first)
+        expected = 1 / (max(information, 0.0) + 1.0)
+        np.testing.assert_allclose(out[g], expected, rtol=1e-4)

@@ -10,7 +10,10 @@ its current level:
 
 1. Noise. ``sigma`` is the robust standard deviation of one step's loss, from the median
    absolute deviation of first differences over the last ``20 * window`` steps (differences
-   cancel the slow trend; white noise has ``var(diff) = 2 sigma^2``).
+   cancel the slow trend; white noise has ``var(diff) = 2 sigma^2``). With epoch-drawn
+   mini-batches (``block`` = steps per epoch, :mod:`scribe.epoch_cells`) the unit is an
+   epoch's mean loss instead of a step's, in which the noise of which cells were drawn
+   cancels; the spans below then hold ``window / block`` units per window.
 2. Resolution. The change of the loss per window is estimated from the medians of the last
    ``j`` windows and of the ``j`` windows before them, divided by ``j``. The median of
    ``n`` noisy values has standard error ``1.2533 sigma / sqrt(n)``, so this estimate has
@@ -63,7 +66,8 @@ def check_stopping_args(tol, patience, window=100) -> None:
         raise ValueError(f"window must be at least 2 steps, got {window!r}")
 
 
-def relative_improvement(losses: np.ndarray, tol: float, window: int) -> float | None:
+def relative_improvement(losses: np.ndarray, tol: float, window: int,
+                         block: int = 1) -> float | None:
     """Relative improvement of the loss per ``window`` steps, resolved to ``tol / 2``.
 
     Parameters
@@ -73,6 +77,11 @@ def relative_improvement(losses: np.ndarray, tol: float, window: int) -> float |
     tol : float
         Resolution target (> 0): the estimate's standard error is at most ``tol / 2``.
     window : int
+    block : int, default 1
+        Steps per epoch of an epoch-drawn mini-batch (:mod:`scribe.epoch_cells`): the
+        rule then works on the means of the epochs (blocks of ``block`` steps from step 0),
+        in which the cells' sampling noise cancels, and takes the noise from their
+        differences. 1: every step on its own (full batch, independent draws).
 
     Returns
     -------
@@ -80,24 +89,39 @@ def relative_improvement(losses: np.ndarray, tol: float, window: int) -> float |
         ``(older span median - newer span median) / (j * |current median|)``, positive
         while the loss falls; None while the trace is too short to resolve it.
     """
-    losses = np.asarray(losses, dtype=np.float64)
-    losses = losses[np.isfinite(losses)]
+    trace = np.asarray(losses, dtype=np.float64)
+    losses = trace[np.isfinite(trace)]
     n_windows = losses.size // window
     if n_windows < 2:
         return None
     level = abs(float(np.median(losses[-window:])))
     level = max(level, np.finfo(np.float64).tiny)
-    recent = losses[-min(losses.size, _NOISE_WINDOWS * window):]
+    block = max(1, min(int(block), window))
+    if block == 1:
+        units = losses
+    else:
+        # Epochs start at step 0: blocks aligned to the start of the trace (an incomplete
+        # last epoch is left out), skipped (non-finite) steps left out of their block.
+        n_blocks = trace.size // block
+        blocks = np.where(np.isfinite(trace), trace, np.nan)[: n_blocks * block]
+        blocks = blocks.reshape(n_blocks, block)
+        kept = np.isfinite(blocks).any(axis=1)
+        units = np.nanmean(blocks[kept], axis=1) if kept.any() else np.zeros(0)
+    n_blocks = units.size
+    per_window = window / block           # units per window
+    recent = units[-min(n_blocks, int(_NOISE_WINDOWS * per_window)):]
     sigma = _MAD_TO_SD * float(np.median(np.abs(np.diff(recent) - np.median(np.diff(recent)))))
     sigma /= math.sqrt(2.0)
     # se_j = c / j^1.5 with c the relative se of one window's change; smallest j with se_j <= tol/Z
-    c = _MEDIAN_SE * sigma * math.sqrt(2.0 / window) / level
+    c = _MEDIAN_SE * sigma * math.sqrt(2.0 / per_window) / level
     span = max(1, math.ceil((_Z * c / tol) ** (2.0 / 3.0) - 1e-9)) if c > 0 else 1
     if 2 * span > n_windows:
         return None
-    steps = span * window
-    older = float(np.median(losses[-2 * steps:-steps]))
-    newer = float(np.median(losses[-steps:]))
+    count = max(1, round(span * per_window))   # units per span
+    if 2 * count > n_blocks:
+        return None
+    older = float(np.median(units[-2 * count:-count]))
+    newer = float(np.median(units[-count:]))
     return (older - newer) / (span * level)
 
 
@@ -114,6 +138,9 @@ class ConvergenceMonitor:
         Consecutive flat windows that mean convergence.
     window : int
         Steps per check; the engine runs one compiled chunk per window.
+    block : int, default 1
+        Steps per epoch when mini-batches are drawn epoch by epoch (the engine sets it;
+        see :func:`relative_improvement`).
 
     Attributes
     ----------
@@ -129,6 +156,7 @@ class ConvergenceMonitor:
     tol: float | None = 1e-5
     patience: int = 3
     window: int = 100
+    block: int = 1
     converged: bool = field(default=False, init=False)
     converged_step: int | None = field(default=None, init=False)
     improvement: float | None = field(default=None, init=False)
@@ -150,7 +178,7 @@ class ConvergenceMonitor:
         """Record the trace after a chunk; True once the fit has converged."""
         if not self.enabled or self.converged:
             return self.converged
-        self.improvement = relative_improvement(losses, self.tol, self.window)
+        self.improvement = relative_improvement(losses, self.tol, self.window, self.block)
         flat = self.improvement is not None and self.improvement < self.tol
         self.flat_windows = self.flat_windows + 1 if flat else 0
         if self.flat_windows >= self.patience:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from scribe import plugins
 from scribe.config import ModelConfig
 from scribe.counts_stream import StreamedCounts
+from scribe.epoch_cells import EpochCells, epoch_steps
 from scribe.fit_counts import device_counts, stream_for_fit
 from scribe.progress import is_enabled as progress_enabled
 from scribe.shard.batches import StratifiedCells
@@ -189,6 +190,7 @@ class SVIInferenceEngine:
         *,
         stopping: ConvergenceMonitor | None = None,
         devices=None,
+        epoch_batches: bool = False,
     ) -> SVIRunResult:
         """Execute SVI inference.
 
@@ -220,6 +222,11 @@ class SVIInferenceEngine:
             an integer takes the first ``n`` of ``jax.devices()``. None (the default) is
             one device, the unsharded code path. With ``batch_size``, each device draws
             ``batch_size / devices`` of its own cells per step.
+        epoch_batches : bool, default False
+            With ``batch_size`` on one device: draw the mini-batches epoch by epoch
+            (every cell once per epoch, :mod:`scribe.epoch_cells`) instead of
+            independently per step, and let ``stopping`` judge epoch means
+            (``scribe.fit`` turns this on). Ignored for the full batch and sharded fits.
 
         Returns
         -------
@@ -278,6 +285,11 @@ class SVIInferenceEngine:
         if cell_mesh is not None and batch_size is not None:
             model = StratifiedCells(model, cell_mesh.layout, batch_size)
             guide = StratifiedCells(guide, cell_mesh.layout, batch_size)
+        check_bool("epoch_batches", epoch_batches)
+        epochs = bool(epoch_batches) and cell_mesh is None and batch_size is not None
+        if epochs:
+            model = EpochCells(model, n_cells, batch_size, seed)
+            guide = EpochCells(guide, n_cells, batch_size, seed)
         svi = SVI(model, guide, optimizer, loss)
         state = _compiled_init(svi, jax.random.PRNGKey(seed), n_cells, n_genes, counts,
                                batch_size, init)
@@ -292,16 +304,24 @@ class SVIInferenceEngine:
         update = svi.stable_update if stable_update else svi.update
         if stopping is not None and stopping.enabled:
             stopping.reset()
+            stopping.block = epoch_steps(n_cells, batch_size) if epochs else 1
             chunk = min(n_steps, stopping.window)   # one check per compiled chunk
         else:
             stopping = None
             chunk = _chunk_size(n_steps)
 
-        def run_chunk(carry, counts, offset, n_active):
+        # The epochs' cell permutation is an argument, like the counts (never a constant).
+        order = jnp.asarray(model.order) if epochs else None
+
+        def run_chunk(carry, inputs, offset, n_active):
+            counts, order = inputs
             # carry: (state, last state with a finite loss, its step, non-finite steps,
             # first non-finite step, current run of non-finite steps); see divergence.py.
             def step_fn(state):
-                return update(state, n_cells, n_genes, counts=counts, batch_size=batch_size)
+                # Epoch-drawn batches take their cells from the optimiser's step count.
+                extra = {"step": state.optim_state[0], "order": order} if epochs else {}
+                return update(state, n_cells, n_genes, counts=counts, batch_size=batch_size,
+                              **extra)
 
             loss_shape = jax.eval_shape(step_fn, carry[0])[1]
 
@@ -342,7 +362,8 @@ class SVIInferenceEngine:
             done = 0
             while done < n_steps:
                 n_active = min(chunk, n_steps - done)
-                carry, chunk_losses = run_chunk(carry, counts, jnp.asarray(done, jnp.int32),
+                carry, chunk_losses = run_chunk(carry, (counts, order),
+                                                jnp.asarray(done, jnp.int32),
                                                 n_active)
                 chunk_losses = np.asarray(chunk_losses[:n_active])
                 if losses is None:
