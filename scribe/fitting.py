@@ -16,14 +16,12 @@ from scribe.config import ModelConfig
 from scribe.counts_stream import StreamedCounts, record_sample, warn_zero_genes
 from scribe.data import prepare_counts
 from scribe.fit_counts import stream_for_fit
-from scribe.likelihood import CAPTURE
 from scribe.plugins import lookup_model_type
 from scribe.shard.devices import check_sharded_fit, resolve_devices
 from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
 from scribe.svi.engine import SVIInferenceEngine
 from scribe.svi.factory import SVIResultsFactory
 from scribe.svi.results import ScribeSVIResults
-from scribe.svi.staged_rate import StagedAdam
 from scribe.validation import (
     check_bool,
     check_loss,
@@ -38,19 +36,10 @@ DEFAULT_PATIENCE = 3
 # Adam 3e-3: measured against 1e-3 ... 3e-2, decaying schedules and ClippedAdam in
 # benchmarks/optimizer_choice.py (docs/models.md, "Convergence and the default optimiser").
 DEFAULT_LEARNING_RATE = 3e-3
-# Capture models: 3e-2 until the loss is flat, then DEFAULT_LEARNING_RATE until it is flat
-# again (scribe/svi/staged_rate.py; docs/benchmarks.md "Capture models: where the steps go").
-CAPTURE_LEARNING_RATES = (3e-2, DEFAULT_LEARNING_RATE)
 
 
-def default_optimizer(model_type: str | None = None):
-    """``scribe.fit``'s optimiser when none is given: Adam at ``DEFAULT_LEARNING_RATE``;
-    for non-mixture model types with a capture latent (measured: nbvcp, zinbvcp),
-    :class:`~scribe.svi.staged_rate.StagedAdam` over ``CAPTURE_LEARNING_RATES``."""
-    if model_type is not None and not model_type.endswith("_mix"):
-        likelihood = lookup_model_type(model_type).likelihood
-        if likelihood is not None and any(lat.kind == CAPTURE for lat in likelihood.latents):
-            return StagedAdam(CAPTURE_LEARNING_RATES)
+def default_optimizer():
+    """``scribe.fit``'s optimiser when none is given: Adam at ``DEFAULT_LEARNING_RATE``."""
     return Adam(step_size=DEFAULT_LEARNING_RATE)
 
 
@@ -145,10 +134,11 @@ def fit(
         AnnData layer (None: ``.X``).
     cells_axis : {0, 1}, default 0
     optimizer : numpyro optimizer, default Adam(step_size=0.003)
-        The default was chosen by measurement (docs/models.md); capture models (nbvcp,
-        zinbvcp; not their mixtures) default to Adam at 0.03 until the loss has converged,
-        then at 0.003 until it has converged again (:mod:`scribe.svi.staged_rate`).
-        ``run_inference`` keeps the seed's Adam(0.001).
+        The default was chosen by measurement (docs/models.md); ``run_inference`` keeps
+        the seed's Adam(0.001). :class:`scribe.svi.staged_rate.StagedAdam` lowers the
+        rate each time the convergence stop fires (e.g. ``StagedAdam((3e-2, 3e-3))``:
+        about 2.4x fewer steps for nbvcp/zinbvcp on real counts; docs/benchmarks.md
+        "Capture models: where the steps go").
     loss : numpyro ELBO, default TraceMeanField_ELBO()
     stable_update : bool, default True
     progress : bool, default True
@@ -248,7 +238,7 @@ def fit(
     monitor = ConvergenceMonitor(tol=tol, patience=patience)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
-        optimizer=default_optimizer(model_type) if optimizer is None else optimizer,
+        optimizer=default_optimizer() if optimizer is None else optimizer,
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,
         stable_update=stable_update, progress=progress, stopping=monitor, devices=devices)
