@@ -6,7 +6,10 @@ import pytest
 from numpyro.optim import Adam
 
 import scribe
+from scribe.config import ModelConfig
 from scribe.simulate import simulate_counts
+from scribe.svi.convergence import ConvergenceMonitor
+from scribe.svi.engine import SVIInferenceEngine
 from scribe.svi.staged_rate import STAGE_OFFSET, StagedAdam, next_stage, stage_of
 
 B1, B2 = 0.9, 0.999   # numpyro's Adam defaults
@@ -60,6 +63,19 @@ def tiny_counts():
     return counts
 
 
+def test_engine_advances_the_stage_when_the_stop_fires(tiny_counts):
+    """The engine's loop moves a staged optimiser to its next stage at the first stop and
+    stops for good only when the last stage has converged."""
+    monitor = ConvergenceMonitor(tol=1e-4, patience=3)
+    run = SVIInferenceEngine.run_inference(
+        ModelConfig(model_type="nbdm", parameterization="standard"), tiny_counts,
+        *tiny_counts.shape, optimizer=StagedAdam((0.03, 0.003)), n_steps=20_000, seed=1,
+        progress=False, stopping=monitor)
+    assert monitor.converged and stage_of(run.state) == 1
+    assert int(run.state.optim_state[0]) == STAGE_OFFSET + len(run.losses)
+
+
+@pytest.mark.slow   # two compilations: ~40 s at load 10
 def test_fit_runs_the_second_stage_after_the_first_stop(tiny_counts):
     """Stage 0 is bit-for-bit Adam at the first rate (same seed, same compiled step), so
     its loss trace is a prefix of the staged fit's; the staged fit goes on past the step
