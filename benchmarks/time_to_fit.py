@@ -173,8 +173,18 @@ def timed_fit(counts, model_type, n_components, **kwargs):
 
 
 # ---- workers --------------------------------------------------------------------------------
+def staged_optimizer(staged: bool) -> dict:
+    """``optimizer=StagedAdam((3e-2, 3e-3))`` when ``staged`` (``--staged-rate``)."""
+    if not staged:
+        return {}
+    from scribe.svi.staged_rate import StagedAdam
+
+    return {"optimizer": StagedAdam((3e-2, 3e-3))}
+
+
 def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int,
-                     n_steps: int | None = None, batch_size="auto") -> dict:
+                     n_steps: int | None = None, batch_size="auto",
+                     staged: bool = False) -> dict:
     import numpy as np
     import scipy.sparse as sp
 
@@ -192,7 +202,8 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
                simulation=settings)
     cap = {} if n_steps is None else {"n_steps": n_steps}
     cap["batch_size"] = batch_size      # "auto" by default here; scribe.fit's is None
-    results, timing = timed_fit(counts, model_type, k, seed=seed, **cap)
+    results, timing = timed_fit(counts, model_type, k, seed=seed, **cap,
+                                **staged_optimizer(staged))
     row.update(timing)
     row.update(evaluate(results, counts, truth))
     row["parameterization"] = results.model_config.parameterization
@@ -208,7 +219,7 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
 
 
 def real_worker(model_type: str, path: str, seed: int, n_steps: int | None = None,
-                n_replicates: int = 100) -> dict:
+                n_replicates: int = 100, staged: bool = False) -> dict:
     import anndata
     import numpy as np
     import scipy.sparse as sp
@@ -216,7 +227,8 @@ def real_worker(model_type: str, path: str, seed: int, n_steps: int | None = Non
     adata = anndata.read_h5ad(path)
     k = 3 if model_type.endswith("_mix") else None
     cap = {} if n_steps is None else {"n_steps": n_steps}
-    results, timing = timed_fit(adata, model_type, k, seed=seed, **cap)
+    results, timing = timed_fit(adata, model_type, k, seed=seed, **cap,
+                                **staged_optimizer(staged))
     x = sp.csr_matrix(adata.X)
     expressed = np.asarray((x > 0).sum(axis=0)).ravel() > 0
     observed = {
@@ -247,8 +259,9 @@ def run_worker(task: dict) -> dict:
     if task["kind"] == "simulated":
         return simulated_worker(task["model_type"], task["size"], task["seed"],
                                 task["reference_steps"], task.get("n_steps"),
-                                task.get("batch_size", "auto"))
-    return real_worker(task["model_type"], task["path"], task["seed"], task.get("n_steps"))
+                                task.get("batch_size", "auto"), task.get("staged", False))
+    return real_worker(task["model_type"], task["path"], task["seed"], task.get("n_steps"),
+                       staged=task.get("staged", False))
 
 
 # ---- parent ---------------------------------------------------------------------------------
@@ -282,6 +295,8 @@ def main() -> None:
     parser.add_argument("--batch-size", default="auto",
                         help="simulated fits: cells per step, 'none' or 'auto' (the default here; "
                         "scribe.fit's own default is the full batch)")
+    parser.add_argument("--staged-rate", action="store_true",
+                        help="fit with StagedAdam((3e-2, 3e-3)) instead of the default optimiser")
     parser.add_argument("--real", default=None, help="an .h5ad of raw counts")
     parser.add_argument("--skip-simulated", action="store_true")
     parser.add_argument("--out", default=None)
@@ -294,11 +309,12 @@ def main() -> None:
         dict(kind="simulated", model_type=m, size=args.size, seed=args.seed,
              reference_steps=args.reference_steps, n_steps=args.n_steps,
              batch_size=(args.batch_size if args.batch_size == "auto" else
-                         None if args.batch_size == "none" else int(args.batch_size)))
+                         None if args.batch_size == "none" else int(args.batch_size)),
+             staged=args.staged_rate)
         for m in args.model_types]
     if args.real:
         tasks += [dict(kind="real", model_type=m, path=args.real, seed=args.seed,
-                       n_steps=args.n_steps)
+                       n_steps=args.n_steps, staged=args.staged_rate)
                   for m in args.model_types]
     meta = dict(machine=platform.machine(), cpus=os.cpu_count(), python=platform.python_version(),
                 started=time.strftime("%Y-%m-%d %H:%M:%S"))

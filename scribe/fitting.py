@@ -137,7 +137,10 @@ def fit(
     cells_axis : {0, 1}, default 0
     optimizer : numpyro optimizer, default Adam(step_size=0.003)
         The default was chosen by measurement (docs/models.md); ``run_inference`` keeps
-        the seed's Adam(0.001).
+        the seed's Adam(0.001). :class:`scribe.svi.staged_rate.StagedAdam` lowers the
+        rate each time the convergence stop fires (e.g. ``StagedAdam((3e-2, 3e-3))``:
+        about 2.4x fewer steps for nbvcp/zinbvcp on real counts; docs/benchmarks.md
+        "Capture models: where the steps go").
     loss : numpyro ELBO, default TraceMeanField_ELBO()
     stable_update : bool, default True
     progress : bool, default True

@@ -35,6 +35,7 @@ from scribe.shard.training import cell_param_names, gather_params, place_carry, 
 from scribe.svi.convergence import ConvergenceMonitor
 from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
 from scribe.svi.phase_times import PhaseTimes
+from scribe.svi.staged_rate import next_stage
 from scribe.validation import (
     check_bool,
     check_loss,
@@ -385,7 +386,12 @@ class SVIInferenceEngine:
                     postfix["state"] = stopping.describe()
                     bar.set_postfix(postfix)
                     if stop:
-                        break
+                        # A staged optimiser drops its rate and the fit goes on.
+                        moved = next_stage(svi.optim, carry[:2])
+                        if moved is None:
+                            break
+                        carry = (*moved, *carry[2:])
+                        stopping.reset()
                 else:
                     bar.set_postfix(postfix)
             if stopping is not None and not stopping.converged and run_bad == 0:
