@@ -11,8 +11,8 @@ Simulation as ``benchmarks/time_to_fit.py`` (``SIMULATION``). Fits, each with
 * ``default``: the prior as the fit chooses it (``priors=None``);
 * ``spec``: the SPEC's fixed ``LogNormal(0, 1)`` prior on ``r`` (``priors={"r": (0, 1)}``);
 * ``truth``: the ``r`` prior the simulation drew from (``LogNormal(r_loc, r_scale)``);
-* ``long``: ``spec`` run for ``--long`` times the steps the default fit needed, without
-  the stopping rule (is under-coverage a matter of convergence?).
+* ``long``: the default fit's prior, run for ``--long`` times the steps the default fit
+  needed, without the stopping rule (is under-coverage a matter of convergence?).
 
 Per fit and quantity (``r``, ``gate``, ``p_hat``): coverage of the central 90 % interval,
 misses below / above it (unequal shares: a biased point), the median |z| of the truth
@@ -118,6 +118,8 @@ def fit(counts, model, **kwargs):
     return results, dict(seconds=round(time.perf_counter() - start, 1),
                          n_steps_run=int(results.n_steps_run),
                          converged=bool(results.converged),
+                         p_map=np.asarray(results.get_map(use_mean=True, verbose=False)
+                                          ["p"]).round(4).tolist(),
                          priors={k: [float(np.asarray(a).mean()) for a in v]
                                  for k, v in results.model_config.priors.items()})
 
@@ -158,9 +160,11 @@ def main() -> None:
         print(json.dumps({name: info}), flush=True)
         if name == "default" and args.long:
             steps = args.long * info["n_steps_run"]
+            # Same prior as the default fit (data-informed), 10x the steps, no stopping.
             long_results, long_info = fit(counts, args.model, seed=args.seed,
-                                          priors={"r": (0.0, 1.0)}, n_steps=steps, tol=None)
-            long_info.update(summarise(long_results, truth, laplace.get((0.0, 1.0))))
+                                          priors=dict(results.model_config.priors),
+                                          n_steps=steps, tol=None)
+            long_info.update(summarise(long_results, truth, laplace[key]))
             rows["fits"]["long"] = long_info
             print(json.dumps({"long": long_info}), flush=True)
     if args.out:
