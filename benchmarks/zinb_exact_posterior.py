@@ -68,7 +68,7 @@ def exact_coverage(counts: sp.csc_matrix, truth: dict, r_prior: tuple[float, flo
     return out
 
 
-def compare_fit(results, exact_moments: dict, n_draws: int = 1000) -> dict:
+def compare_fit(results, exact_moments: dict, truth: dict, n_draws: int = 1000) -> dict:
     """Median ratio of the fit's sd to the exact sd (unconstrained scale) and the median
     |mean difference| in exact sds, for log r and logit gate."""
     import jax
@@ -80,6 +80,11 @@ def compare_fit(results, exact_moments: dict, n_draws: int = 1000) -> dict:
         mean, sd = exact_moments[name].T
         out[f"{name}_sd_ratio_vi_to_exact"] = float(np.median(t.std(0) / sd))
         out[f"{name}_mean_shift_in_exact_sd"] = float(np.median(np.abs(t.mean(0) - mean) / sd))
+        low, high = np.quantile(t, [0.05, 0.95], axis=0)
+        true = transform(truth[name])
+        out[f"{name}_vi_coverage_low_high"] = [float(np.mean((true >= low) & (true <= high))),
+                                               float(np.mean(true < low)),
+                                               float(np.mean(true > high))]
     return out
 
 
@@ -99,6 +104,8 @@ def main() -> None:
     fitted = scribe.fit(sp.csr_matrix(dense.astype(np.float32)), "zinb", progress=False,
                         seed=args.seed, batch_size="auto")
     empirical = tuple(float(v) for v in fitted.model_config.priors["r"])
+    print(json.dumps({"p_map": float(fitted.get_map(use_mean=True, verbose=False)["p"]),
+                      "steps": int(fitted.n_steps_run)}), flush=True)
     for r_name, r_prior in (("empirical", empirical),
                             ("truth", (settings["r_loc"], settings["r_scale"]))):
         for gate_name, gate_prior in (("beta11", (1.0, 1.0)), ("matched", (3.6, 12.5))):
@@ -108,7 +115,7 @@ def main() -> None:
             exact = row.pop("_moments")
             if r_name == "empirical" and gate_name == "beta11":
                 # The default fit has exactly this prior: compare its marginals.
-                row["default_fit"] = compare_fit(fitted, exact)
+                row["default_fit"] = compare_fit(fitted, exact, truth)
             print(json.dumps(row), flush=True)
 
 
