@@ -75,6 +75,10 @@ class ModelConfig:
         likelihood's default (``joint_gene`` for the zero-inflated types, whose ``r`` and
         ``gate`` are correlated per gene; ``mean_field`` otherwise). After construction it
         holds the resolved name (None for a plugin model type with its own guide).
+    empirical_priors : tuple of str, default ()
+        Sites whose entry in ``priors`` was set from the data by ``scribe.fit``'s rule
+        (:mod:`scribe.empirical_prior`) rather than given by the user: a record, so that
+        a saved fit says where its prior came from; each must be a key of ``priors``.
 
     Raises
     ------
@@ -100,6 +104,7 @@ class ModelConfig:
         default=DEFAULT_LOG_SD,
         converter=lambda v: float(v) if isinstance(v, np.floating | np.integer) else v)
     guide_family: str | None = None
+    empirical_priors: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self) -> None:
         spec = plugins.lookup_model_type(self.model_type)
@@ -131,6 +136,10 @@ class ModelConfig:
                 raise ValueError("component_specific_params applies to mixture model types only")
         self._check_anchor(spec)
         self._resolve_guide_family(spec)
+        for name in self.empirical_priors:
+            if not isinstance(name, str) or name not in self.priors:
+                raise ValueError(f"empirical_priors names sites whose prior is in priors; "
+                                 f"{name!r} is not a key of priors ({sorted(self.priors)})")
         if spec.likelihood is not None:
             # Composed types know their sites: check prior names, sizes and supports now,
             # before any fitting starts.
@@ -193,6 +202,7 @@ class ModelConfig:
             "mrna_per_cell": self.mrna_per_cell,
             "mrna_log_sd": self.mrna_log_sd,
             "guide_family": self.guide_family,
+            "empirical_priors": list(self.empirical_priors),
         }
 
     @classmethod

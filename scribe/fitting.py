@@ -15,11 +15,12 @@ from scribe.compose import check_prior_shapes, validated_priors
 from scribe.config import ModelConfig
 from scribe.counts_stream import StreamedCounts, record_sample, warn_zero_genes
 from scribe.data import prepare_counts
+from scribe.empirical_prior import with_empirical_prior
 from scribe.fit_counts import stream_for_fit
 from scribe.plugins import lookup_model_type
 from scribe.shard.devices import check_sharded_fit, resolve_devices
 from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
-from scribe.svi.engine import SVIInferenceEngine
+from scribe.svi.engine import SVIInferenceEngine, canonical_guess
 from scribe.svi.factory import SVIResultsFactory
 from scribe.svi.results import ScribeSVIResults
 from scribe.validation import (
@@ -117,7 +118,14 @@ def fit(
     priors : dict, optional
         Prior arguments keyed by sampled site, e.g. ``{"p": (2, 2)}``. An argument may
         be an array matching the site's trailing axes, e.g. one ``loc`` per gene
-        ``(G,)`` (mixtures: ``(G,)`` or ``(K, G)``).
+        ``(G,)`` (mixtures: ``(G,)`` or ``(K, G)``). Sites not given keep the SPEC's
+        fixed priors, except the per-gene expression site (``r``; ``mu`` for
+        ``linked``/``odds_ratio``; ``r_unconstrained``): its (log-)Normal ``loc`` and
+        ``scale`` are set from the data, the mean and sd over expressed genes of the log
+        of its method-of-moments estimate (:mod:`scribe.empirical_prior`, docs/models.md
+        "Calibration"); the values are in ``results.model_config.priors`` and the site in
+        ``results.model_config.empirical_priors``. Pass e.g. ``{"r": (0, 1)}`` for the
+        SPEC's ``LogNormal(0, 1)``.
     n_steps : int, default 100_000
         The most SVI steps to run (a positive integer; numpy integers accepted, floats
         and bools refused); the fit stops earlier once the loss has converged (see
@@ -237,6 +245,12 @@ def fit(
                             config.mrna_total)
     read_s = time.perf_counter() - started
     read_cpu_s = time.process_time() - started_cpu
+    guess = None
+    if lookup_model_type(model_type).likelihood is not None:
+        # Starting values once; they also set the data-informed prior of r (or mu) unless
+        # the user gave one (scribe.empirical_prior), recorded in config.empirical_priors.
+        guess = canonical_guess(config, counts, seed)
+        config = with_empirical_prior(config, guess)
     monitor = ConvergenceMonitor(tol=tol, patience=patience)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
@@ -244,7 +258,7 @@ def fit(
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,
         stable_update=stable_update, progress=progress, stopping=monitor, devices=devices,
-        epoch_batches=True)
+        epoch_batches=True, initial_guess=guess)
     divergence = run.divergence
     message = divergence.message(len(run.losses))
     if message is not None:

@@ -357,5 +357,5 @@ def test_to_dict_round_trip():
     assert data == {"model_type": "zinb_mix", "parameterization": "linked", "n_components": 3,
                     "priors": {"p": [2, 2]}, "component_specific_params": True,
                     "mrna_per_cell": None, "mrna_log_sd": 0.3,
-                    "guide_family": "joint_gene"}
+                    "guide_family": "joint_gene", "empirical_priors": []}
     assert scribe.ModelConfig(**data) == cfg

@@ -58,25 +58,33 @@ def resolve_model_and_guide(model_config: ModelConfig):
     return model, guide
 
 
-def initial_params(model_config: ModelConfig, counts, seed: int) -> dict | None:
-    """Data-informed variational parameters for composed model types (None otherwise)."""
+def canonical_guess(model_config: ModelConfig, counts, seed: int) -> dict:
+    """Data-informed starting canonical parameters of a composed model type."""
+    from scribe.initial_stream import initial_from_stream
+    from scribe.initial_values import initial_canonical
+
+    spec = plugins.lookup_model_type(model_config.model_type)
+    start = initial_from_stream if isinstance(counts, StreamedCounts) else initial_canonical
+    return start(counts, spec.likelihood, model_config.n_components,
+                 model_config.component_specific_params, seed,
+                 mrna_per_cell=model_config.mrna_total)
+
+
+def initial_params(model_config: ModelConfig, counts, seed: int,
+                   guess: dict | None = None) -> dict | None:
+    """Data-informed variational parameters for composed model types (None otherwise).
+
+    ``guess``: the starting canonical parameters if already computed
+    (:func:`canonical_guess`; ``scribe.fit`` also sets its data-informed prior from them).
+    """
     spec = plugins.lookup_model_type(model_config.model_type)
     if spec.likelihood is None:
         return None
     from scribe.compose import Composition
-    from scribe.initial_stream import initial_from_stream
-    from scribe.initial_values import initial_canonical
 
-    composition = Composition(model_config)
-    if isinstance(counts, StreamedCounts):
-        guess = initial_from_stream(counts, spec.likelihood, model_config.n_components,
-                                    model_config.component_specific_params, seed,
-                                    mrna_per_cell=model_config.mrna_total)
-    else:
-        guess = initial_canonical(counts, spec.likelihood, model_config.n_components,
-                                  model_config.component_specific_params, seed,
-                                  mrna_per_cell=model_config.mrna_total)
-    return composition.initial_params(guess, *counts.shape)
+    if guess is None:
+        guess = canonical_guess(model_config, counts, seed)
+    return Composition(model_config).initial_params(guess, *counts.shape)
 
 
 def check_run_args(model_config, count_data, n_cells, n_genes, *, optimizer, loss, n_steps,
@@ -192,6 +200,7 @@ class SVIInferenceEngine:
         stopping: ConvergenceMonitor | None = None,
         devices=None,
         epoch_batches: bool = False,
+        initial_guess: dict | None = None,
     ) -> SVIRunResult:
         """Execute SVI inference.
 
@@ -228,6 +237,10 @@ class SVIInferenceEngine:
             (every cell once per epoch, :mod:`scribe.epoch_cells`) instead of
             independently per step, and let ``stopping`` judge epoch means
             (``scribe.fit`` turns this on). Ignored for the full batch and sharded fits.
+        initial_guess : dict, optional
+            Starting canonical parameters computed beforehand from the same counts and
+            seed (:func:`canonical_guess`), so that they are not computed twice; None:
+            computed here.
 
         Returns
         -------
@@ -264,7 +277,7 @@ class SVIInferenceEngine:
             if not isinstance(count_data, StreamedCounts):
                 count_data = stream_for_fit(count_data, model_config, batch_size, seed,
                                             keep_entries=cell_mesh is not None or None)[0]
-            init = initial_params(model_config, count_data, seed)
+            init = initial_params(model_config, count_data, seed, initial_guess)
             timings.mark("initial_values")
             if cell_mesh is not None:
                 # Each device's cells from the pass's compact non-zeros.
