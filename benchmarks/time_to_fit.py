@@ -118,6 +118,10 @@ def evaluate(results, counts, truth, n_draws: int = 400) -> dict:
             row["p_hat_coverage"] = coverage(draws["p_hat"], truth["p_hat"])
         row["p_capture_error"] = float(np.median(np.abs(
             estimate["p_capture"] / truth["p_capture"] - 1)))
+        if "gate" not in truth:        # the floor: the exact MLE with r known (scribe.simulate)
+            from scribe.simulate import p_hat_oracle_error
+
+            row["p_hat_error_oracle"] = p_hat_oracle_error(counts, truth)
     else:
         row["p_error"] = float(np.max(np.abs(estimate["p"] - truth["p"])))
     return row

@@ -141,3 +141,36 @@ def recovery_errors(results, counts: np.ndarray, truth: dict) -> dict[str, float
     if "gate" in truth:
         errors["gate_error"] = float(np.median(np.abs(gate_hat - truth["gate"])))
     return errors
+
+
+def p_hat_oracle_error(counts, truth: dict) -> float:
+    """Median relative error of ``p_hat`` when ``r`` (and ``p``) are known: the floor.
+
+    With every ``r_g`` known, cell ``c``'s likelihood in ``p_hat_c`` is
+    ``X_c log p_hat + R_c log(1 - p_hat)`` (``X_c`` its total count, ``R_c = sum_g r_g``
+    of its component), maximised at ``X_c / (X_c + R_c)``: no estimator that does not
+    know more about the cell can be expected to beat this one's error (its Cramer-Rao
+    sd is ``(1 - p_hat) / sqrt(R_c p_hat)``). Variable-capture models without zero
+    inflation only.
+
+    Parameters
+    ----------
+    counts : array or scipy sparse, shape ``(C, G)``
+    truth : dict
+        As returned by :func:`simulate_counts` (``r``, ``p_hat``, ``assignment`` for
+        mixtures).
+
+    Returns
+    -------
+    float
+        ``median_c |MLE_c / p_hat_c - 1|``.
+    """
+    if "p_hat" not in truth or "gate" in truth:
+        raise ValueError("p_hat_oracle_error needs the truth of nbvcp or nbvcp_mix "
+                         "(p_hat without a gate)")
+    totals = np.asarray(counts.sum(axis=1), dtype=float).ravel()
+    r = np.asarray(truth["r"], float)
+    r_sum = r.sum(axis=-1)
+    r_cells = r_sum[truth["assignment"]] if r.ndim == 2 else np.full(totals.shape, r_sum)
+    mle = totals / (totals + r_cells)
+    return float(np.median(np.abs(mle / np.asarray(truth["p_hat"]) - 1)))
