@@ -47,15 +47,17 @@ def _series_terms(p, a, b):
     ab = a + b
 
     def term(k, carry):
-        # carry: m_k, A_k, B_k, S, S_p, S_a, S_b, p^(k-1)
-        m, big_a, big_b, s, sp, sa, sb, pkm1 = carry
+        # carry: m_k, A_k, D_k = B_k - A_k, S, S_p, S_a, S_b, p^(k-1). D_k is summed as
+        # a / ((b + j)(a + b + j)): B_k - A_k would cancel for b >> a.
+        m, big_a, big_d, s, sp, sa, sb, pkm1 = carry
         kf = k.astype(dtype)
         t = pkm1 * p * m / kf
         s, sp = s + t, sp + pkm1 * m
-        sa, sb = sa - t * big_a, sb + t * (big_b - big_a)
+        sa, sb = sa - t * big_a, sb + t * big_d
         inv_ab = 1.0 / (ab + kf)
-        big_a, big_b = big_a + inv_ab, big_b + 1.0 / (b + kf)
-        return m * (b + kf) * inv_ab, big_a, big_b, s, sp, sa, sb, pkm1 * p
+        bk = b + kf
+        big_a, big_d = big_a + inv_ab, big_d + a * inv_ab / bk
+        return m * bk * inv_ab, big_a, big_d, s, sp, sa, sb, pkm1 * p
 
     def tail_ok(state):
         m, _, _, _, sp, _, _, pkm1 = state[1]
@@ -71,7 +73,7 @@ def _series_terms(p, a, b):
         carry = jax.lax.fori_loop(k, k + CHUNK, term, carry, unroll=True)
         return k + CHUNK, carry
 
-    carry = (b / ab + zero, 1.0 / ab + zero, 1.0 / b + zero, zero, zero, zero, zero,
+    carry = (b / ab + zero, 1.0 / ab + zero, a / (b * ab) + zero, zero, zero, zero, zero,
              jnp.ones((), dtype))
     state = jax.lax.while_loop(cond, body, (jnp.asarray(1, jnp.int32), carry))
     _, _, _, s, sp, sa, sb, _ = state[1]
