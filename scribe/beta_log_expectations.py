@@ -46,11 +46,10 @@ def _series_terms(p, a, b):
     zero = jnp.zeros(jnp.broadcast_shapes(a.shape, b.shape), dtype)
     ab = a + b
 
-    def term(k, carry):
+    def term(kf, carry):
         # carry: m_k, A_k, D_k = B_k - A_k, S, S_p, S_a, S_b, p^(k-1). D_k is summed as
         # a / ((b + j)(a + b + j)): B_k - A_k would cancel for b >> a.
         m, big_a, big_d, s, sp, sa, sb, pkm1 = carry
-        kf = k.astype(dtype)
         t = pkm1 * p * m / kf
         s, sp = s + t, sp + pkm1 * m
         sa, sb = sa - t * big_a, sb + t * big_d
@@ -70,7 +69,10 @@ def _series_terms(p, a, b):
 
     def body(state):
         k, carry = state
-        carry = jax.lax.fori_loop(k, k + CHUNK, term, carry, unroll=True)
+        first = k.astype(dtype)
+        # A static trip count, so the chunk is unrolled into one fused kernel.
+        carry = jax.lax.fori_loop(0, CHUNK, lambda i, c: term(first + i, c), carry,
+                                  unroll=True)
         return k + CHUNK, carry
 
     carry = (b / ab + zero, 1.0 / ab + zero, a / (b * ab) + zero, zero, zero, zero, zero,
