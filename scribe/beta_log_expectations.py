@@ -12,34 +12,50 @@ with ``u = 1 - nu ~ Beta(b, a)``. Its partials follow from the same recurrences:
 ``d/dp = -sum_k p^(k-1) m_k``.
 
 **Stopping.** ``p`` is one number per step, so the terms are summed for all cells
-together, 16 at a time, until every cell's tail is below float32 resolution. Since
-``m_k`` decreases, the tail of the ``p``-partial after ``K`` terms is at most
-``T = m_(K+1) p^K / (1 - p)``; with ``A_k <= k/(a + b)``, ``B_k - A_k <= k a/(b (a + b))``
-and ``m_1 >= (1 - p) S_p``, ``T <= eps (1 - p) S_p`` bounds the relative error of the
-value and of all three partials by ``eps`` (``2^-24``). Terms decay like
-``(p (1 - nu))^k``: about 30 for ``p = 0.6``. At most :data:`MAX_TERMS` are summed; where
-that is not enough (``p`` close to 1 and wide or small captures) the expectation is
-replaced by one exact draw, ``log(1 - p u)`` with ``u`` from :class:`scribe.distributions.FastBeta`
-(unbiased, with the Gamma sampler's implicit gradient), chosen per step with ``lax.cond``
-so that only one branch runs.
+together, 16 at a time (one fused kernel per pass). Since ``m_k`` decreases, the tail of
+the ``p``-partial after ``K`` terms is at most ``T = m_(K+1) p^K / (1 - p)``; with
+``A_k <= k/(a + b)``, ``B_k - A_k <= k a/(b (a + b))`` and ``m_1 >= (1 - p) S_p``,
+``T <= eps (1 - p) S_p`` bounds the relative error of the value and of all three partials
+by ``eps`` (``2^-24``). Terms decay like ``(p (1 - nu))^k`` for a narrow factor (about 30
+terms at ``p (1 - nu) = 0.57``) but only like ``p^k`` for a wide one, so a few wide cells
+would set the count for all: the loop stops once at most ``C/32`` cells are short of the
+bound (or after :data:`MAX_TERMS` terms), and those cells get one exact draw each,
+``log(1 - p u)`` with ``u`` from :class:`scribe.distributions.FastBeta` (unbiased, with
+the Gamma sampler's implicit gradient), gathered into a fixed-size batch; after
+:data:`MAX_TERMS` terms with more cells short (``p`` close to 1) all cells are drawn.
+``lax.switch`` runs only the branch needed. The sum over cells is thus exact, or
+unbiased where draws stand in.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 
 #: Terms summed per pass of the loop (unrolled: one fused kernel per pass).
-CHUNK = 16
-#: Most terms summed before falling back to a draw.
+CHUNK = 8
+#: Most terms summed before the cells still short of the bound are drawn instead.
 MAX_TERMS = 256
 #: Relative accuracy of the value and of each partial.
 EPS = 2.0**-24
+#: The series stops once at most ``C // SPARE_FRACTION`` cells (at least 1) are short of
+#: the bound; those cells get one exact draw each (a fixed-size gather).
+SPARE_FRACTION = 32
 
 
-def _series_terms(p, a, b):
-    """``S = sum_k p^k m_k / k`` and its partials ``(S, dS/dp, dS/da, dS/db)`` ``(C,)``,
-    and whether the tail bound was met (a float scalar, 1 or 0)."""
+def spare_cells(n_cells: int) -> int:
+    """How many cells may be left to draws when the series stops, for ``n_cells`` cells."""
+    return max(1, n_cells // SPARE_FRACTION)
+
+
+def _series_terms(p, a, b, spare: int):
+    """``S = sum_k p^k m_k / k``, its partials ``dS/dp``, ``dS/da``, ``dS/db`` ``(C,)`` and
+    which cells met the tail bound (``(C,)`` floats, 1 or 0).
+
+    Stops once at most ``spare`` cells are short of the bound, or after :data:`MAX_TERMS`.
+    """
     dtype = jnp.result_type(a, b, p)
     a, b = jnp.asarray(a, dtype), jnp.asarray(b, dtype)
     p = jnp.asarray(p, dtype)
@@ -48,24 +64,27 @@ def _series_terms(p, a, b):
 
     def term(kf, carry):
         # carry: m_k, A_k, D_k = B_k - A_k, S, S_p, S_a, S_b, p^(k-1). D_k is summed as
-        # a / ((b + j)(a + b + j)): B_k - A_k would cancel for b >> a.
+        # a / ((b + j)(a + b + j)): B_k - A_k would cancel for b >> a. One division per
+        # cell and term: inv = 1 / ((b + k)(a + b + k)) gives both reciprocals.
         m, big_a, big_d, s, sp, sa, sb, pkm1 = carry
-        t = pkm1 * p * m / kf
-        s, sp = s + t, sp + pkm1 * m
+        pm = pkm1 * m
+        t = pm * (p / kf)
+        s, sp = s + t, sp + pm
         sa, sb = sa - t * big_a, sb + t * big_d
-        inv_ab = 1.0 / (ab + kf)
         bk = b + kf
-        big_a, big_d = big_a + inv_ab, big_d + a * inv_ab / bk
+        inv = 1.0 / (bk * (ab + kf))
+        inv_ab = bk * inv
+        big_a, big_d = big_a + inv_ab, big_d + a * inv
         return m * bk * inv_ab, big_a, big_d, s, sp, sa, sb, pkm1 * p
 
-    def tail_ok(state):
+    def met(state):
         m, _, _, _, sp, _, _, pkm1 = state[1]
         # After K terms: m = m_(K+1), pkm1 = p^K; tail of S_p <= m p^K / (1 - p).
-        return jnp.all(m * pkm1 <= EPS * (1.0 - p) ** 2 * sp)
+        return m * pkm1 <= EPS * (1.0 - p) ** 2 * sp
 
     def cond(state):
-        k, carry = state
-        return (k <= MAX_TERMS) & ~tail_ok(state)
+        k, _ = state
+        return (k <= MAX_TERMS) & (jnp.sum(~met(state)) > spare)
 
     def body(state):
         k, carry = state
@@ -79,13 +98,13 @@ def _series_terms(p, a, b):
              jnp.ones((), dtype))
     state = jax.lax.while_loop(cond, body, (jnp.asarray(1, jnp.int32), carry))
     _, _, _, s, sp, sa, sb, _ = state[1]
-    return s, sp, sa, sb, tail_ok(state).astype(dtype)
+    return s, sp, sa, sb, met(state).astype(dtype)
 
 
-@jax.custom_vjp
-def log1m_series(p, a, b):
-    """``E[log(1 - p (1 - nu))]`` for ``nu ~ Beta(a, b)`` by the series, and whether it
-    converged within :data:`MAX_TERMS` terms.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def log1m_series(p, a, b, spare: int = 0):
+    """``E[log(1 - p (1 - nu))]`` for ``nu ~ Beta(a, b)`` by the series, and which cells
+    it converged for.
 
     Parameters
     ----------
@@ -93,24 +112,26 @@ def log1m_series(p, a, b):
         In ``(0, 1)``.
     a, b : arrays, broadcastable, shape ``(C,)``
         Positive.
+    spare : int, default 0
+        Stop once at most this many cells are short of the tail bound.
 
     Returns
     -------
     value : array ``(C,)``
-        Exact to float32 resolution where ``converged`` is 1; truncated otherwise.
-    converged : scalar array
-        1.0 or 0.0 (not differentiated).
+        Exact to float32 resolution where ``converged`` is 1; truncated elsewhere.
+    converged : array ``(C,)``
+        1.0 or 0.0 per cell (not differentiated).
     """
-    s, _, _, _, converged = _series_terms(p, a, b)
+    s, _, _, _, converged = _series_terms(p, a, b, spare)
     return -s, converged
 
 
-def _log1m_series_fwd(p, a, b):
-    s, sp, sa, sb, converged = _series_terms(p, a, b)
+def _log1m_series_fwd(p, a, b, spare):
+    s, sp, sa, sb, converged = _series_terms(p, a, b, spare)
     return (-s, converged), (jnp.shape(p), sp, sa, sb)
 
 
-def _log1m_series_bwd(residuals, cotangents):
+def _log1m_series_bwd(spare, residuals, cotangents):
     p_shape, sp, sa, sb = residuals
     ct, _ = cotangents
     grad_p = jnp.reshape(-jnp.sum(ct * sp), p_shape) if p_shape == () else -ct * sp
@@ -121,7 +142,7 @@ log1m_series.defvjp(_log1m_series_fwd, _log1m_series_bwd)
 
 
 def sampled_log1m(p, a, b, rng_key):
-    """One exact draw of ``log(1 - p (1 - nu))``, ``nu ~ Beta(a, b)`` ``(C,)``: the
+    """One exact draw of ``log(1 - p (1 - nu))``, ``nu ~ Beta(a, b)``, per cell: the
     unbiased fallback, with the Gamma sampler's implicit reparameterisation gradient."""
     from scribe.distributions import FastBeta
 
@@ -132,11 +153,12 @@ def sampled_log1m(p, a, b, rng_key):
 def expected_log1m(p, a, b, rng_key=None):
     """``E[log(1 - p (1 - nu))]`` for ``nu ~ Beta(a, b)``, ``(C,)``.
 
-    The series (exact value and gradient) when it converges within :data:`MAX_TERMS`
-    terms for every cell; otherwise, with ``rng_key``, one exact draw per cell (an
-    unbiased estimate, unbiased gradient). Without ``rng_key`` an unconverged series
-    raises nothing under ``jit``: callers that cannot pass a key must check
-    :func:`log1m_series`'s flag themselves.
+    The series (exact value and gradient) for every cell it converges for; the cells it
+    leaves (at most :func:`spare_cells`, or all of them after :data:`MAX_TERMS` terms) get
+    one exact draw each with ``rng_key`` (an unbiased estimate with an unbiased gradient),
+    so the sum over cells is exact or unbiased. Without ``rng_key`` the series runs for
+    every cell up to :data:`MAX_TERMS` and unconverged cells keep the truncated sum:
+    for checks only.
 
     Parameters
     ----------
@@ -146,8 +168,24 @@ def expected_log1m(p, a, b, rng_key=None):
         ``nu``'s Beta arguments, positive.
     rng_key : jax PRNG key, optional
     """
-    value, converged = log1m_series(p, a, b)
     if rng_key is None:
-        return value
-    return jax.lax.cond(converged > 0, lambda: value,
-                        lambda: sampled_log1m(p, a, b, rng_key).astype(value.dtype))
+        return log1m_series(p, a, b, 0)[0]
+    n_cells = jnp.shape(a)[0]
+    spare = spare_cells(n_cells)
+    value, converged = log1m_series(p, a, b, spare)
+    short = converged == 0
+    n_short = jnp.sum(short)
+
+    def draw_spare():
+        # The (at most `spare`) cells short of the bound, padded with an index past the
+        # end that the scatter drops.
+        cells = jnp.nonzero(short, size=spare, fill_value=n_cells)[0]
+        take = jnp.minimum(cells, n_cells - 1)
+        draws = sampled_log1m(p, a[take], b[take], rng_key).astype(value.dtype)
+        return value.at[cells].set(draws, mode="drop")
+
+    def draw_all():
+        return sampled_log1m(p, a, b, rng_key).astype(value.dtype)
+
+    branch = jnp.where(n_short == 0, 0, jnp.where(n_short <= spare, 1, 2))
+    return jax.lax.switch(branch, [lambda: value, draw_spare, draw_all])
