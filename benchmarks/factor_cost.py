@@ -32,10 +32,12 @@ MODEL_TYPES = ("nbdm", "zinb", "nbvcp", "zinbvcp", "nbvcp_mix")
 
 
 def steps_for(model_type: str, parameterization: str, csr, block: int,
-              expected_capture: bool = True):
+              expected_capture: bool = True, warm_steps: int = 0):
     """A jitted function running ``block`` full-batch SVI steps, and its initial state.
 
     ``expected_capture``: the engine's switch (:func:`scribe.expected_capture.training_guide`).
+    ``warm_steps``: steps of Adam(3e-3) (``scribe.fit``'s rate) taken before timing, so
+    that the factors are timed where a fit spends its steps rather than at the start.
     """
     import jax
     from numpyro.infer import SVI, TraceMeanField_ELBO
@@ -52,7 +54,8 @@ def steps_for(model_type: str, parameterization: str, csr, block: int,
     model, guide = resolve_model_and_guide(config)
     counts = SparseCounts.from_matrix(csr)
     loss = TraceMeanField_ELBO()
-    svi = SVI(model, training_guide(guide, loss, expected_capture), Adam(1e-3), loss)
+    svi = SVI(model, training_guide(guide, loss, expected_capture),
+              Adam(3e-3 if warm_steps else 1e-3), loss)
     state = svi.init(jax.random.PRNGKey(0), n_cells, n_genes, counts=counts,
                      init_params=initial_params(config, csr, 0))
 
@@ -61,6 +64,10 @@ def steps_for(model_type: str, parameterization: str, csr, block: int,
 
     run = jax.jit(lambda s, c: jax.lax.fori_loop(0, block, lambda _, x: update(x, c), s))
     state = jax.block_until_ready(run(state, counts))
+    if warm_steps:
+        warm = jax.jit(lambda s, c: jax.lax.fori_loop(0, warm_steps,
+                                                      lambda _, x: update(x, c), s))
+        state = jax.block_until_ready(warm(state, counts))
     return run, state, counts
 
 
@@ -77,7 +84,8 @@ def variants(model_type: str, draws: str) -> dict[str, tuple[str, bool]]:
     return out
 
 
-def measure(model_type: str, csr, seconds: float, draws: str = "off") -> dict:
+def measure(model_type: str, csr, seconds: float, draws: str = "off",
+            warm_steps: int = 0) -> dict:
     """Interleaved block times (ms per step) of every parameterization of ``model_type``."""
     import jax
 
@@ -86,7 +94,7 @@ def measure(model_type: str, csr, seconds: float, draws: str = "off") -> dict:
     jax.block_until_ready(probe(state, counts))
     estimate = time.perf_counter() - start
     block = max(1, min(50, int(0.05 / max(estimate, 1e-6))))
-    runs = {label: list(steps_for(model_type, p, csr, block, expected))
+    runs = {label: list(steps_for(model_type, p, csr, block, expected, warm_steps))
             for label, (p, expected) in variants(model_type, draws).items()}
     times = {label: [] for label in runs}
     deadline = time.perf_counter() + seconds
@@ -113,6 +121,9 @@ def main() -> None:
     parser.add_argument("--draws", choices=("off", "on", "both"), default="off",
                         help="capture drawn (the code before expected_capture): off = "
                              "never, on = always, both = side by side")
+    parser.add_argument("--warm-steps", type=int, default=0,
+                        help="untimed steps of Adam(3e-3) before timing (0: time from "
+                             "the starting values with Adam(1e-3))")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -124,9 +135,10 @@ def main() -> None:
     for size in args.sizes:
         csr = sp.load_npz(counts_path(size)).tocsr()
         for model_type in args.model_types:
-            result = measure(model_type, csr, args.seconds, args.draws)
+            result = measure(model_type, csr, args.seconds, args.draws, args.warm_steps)
             for p, row in result.items():
-                rows.append(dict(size=size, model_type=model_type, parameterization=p, **row))
+                rows.append(dict(size=size, model_type=model_type, parameterization=p,
+                                 warm_steps=args.warm_steps, **row))
             print(size, model_type, "  ".join(
                 f"{p} {r['median_ms']:.3g} ms ({r['ratio_median']:.2f}x, min {r['ratio_min']:.2f}x)"
                 for p, r in result.items()), flush=True)

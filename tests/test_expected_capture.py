@@ -287,3 +287,46 @@ def test_switch_off_for_mixtures_and_plugin_guides():
         return None
 
     assert training_guide(own_guide, TraceMeanField_ELBO()) is own_guide
+
+
+# ---- a fit recovers the truth as well as with draws ------------------------------------------
+def _median_error_and_se(estimate, truth, rng, n_boot: int = 400):
+    """Median relative error and its bootstrap standard error (resampling the entries)."""
+    errors = np.abs(np.asarray(estimate, np.float64) / truth - 1)
+    boot = [np.median(rng.choice(errors, errors.size)) for _ in range(n_boot)]
+    return float(np.median(errors)), float(np.std(boot))
+
+
+@pytest.mark.slow
+def test_fit_recovers_truth_as_with_draws(monkeypatch):
+    import functools
+
+    import scribe
+    from scribe import fitting
+    from scribe.svi.engine import SVIInferenceEngine
+
+    counts, truth = simulate_counts("nbvcp", 2000, 200, p=0.6, r_loc=-1.0,
+                                    capture_range=(0.02, 0.1), seed=7)
+
+    def fit():
+        results = scribe.fit(counts, "nbvcp", progress=False, seed=1)
+        estimate = results.get_map(use_mean=True, verbose=False)
+        return results, estimate
+
+    exact, exact_map = fit()
+
+    class Drawn(SVIInferenceEngine):
+        run_inference = staticmethod(functools.partial(SVIInferenceEngine.run_inference,
+                                                       expected_capture=False))
+
+    monkeypatch.setattr(fitting, "SVIInferenceEngine", Drawn)
+    drawn, drawn_map = fit()
+    assert exact.converged and drawn.converged
+    rng = np.random.default_rng(0)
+    for name in ("r", "p_hat"):
+        new, se_new = _median_error_and_se(exact_map[name], truth[name], rng)
+        old, se_old = _median_error_and_se(drawn_map[name], truth[name], rng)
+        # Same objective, same data: the errors may differ by the optimiser's noise only.
+        # Allow 3 bootstrap standard errors of the difference (independent-errors bound;
+        # the two fits share the data, so the true spread is smaller).
+        assert new <= old + 3 * np.hypot(se_new, se_old), (name, new, old, se_new, se_old)
