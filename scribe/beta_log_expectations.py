@@ -21,10 +21,11 @@ terms at ``p (1 - nu) = 0.57``) but only like ``p^k`` for a wide one, so a few w
 would set the count for all: the loop stops once at most ``C/32`` cells are short of the
 bound (or after :data:`MAX_TERMS` terms), and those cells get one exact draw each,
 ``log(1 - p u)`` with ``u`` from :class:`scribe.distributions.FastBeta` (unbiased, with
-the Gamma sampler's implicit gradient), gathered into a fixed-size batch; after
-:data:`MAX_TERMS` terms with more cells short (``p`` close to 1) all cells are drawn.
-``lax.switch`` runs only the branch needed. The sum over cells is thus exact, or
-unbiased where draws stand in.
+the Gamma sampler's implicit gradient), gathered into a fixed-size block; after
+:data:`MAX_TERMS` terms with more cells short (``p`` close to 1) they are drawn block
+after block (one compiled sampler of ``C/32`` cells serves all blocks; a second one for
+all ``C`` cells cost 3 s more compile). ``lax.cond`` skips what is not needed. The sum
+over cells is thus exact, or unbiased where draws stand in.
 """
 
 from __future__ import annotations
@@ -175,17 +176,21 @@ def expected_log1m(p, a, b, rng_key=None):
     value, converged = log1m_series(p, a, b, spare)
     short = converged == 0
     n_short = jnp.sum(short)
+    n_blocks = -(-n_cells // spare)
+    # The cells short of the bound first, padded with an index past the end (dropped by
+    # the scatter), in blocks of `spare`: one block unless the series ran out of terms.
+    order = jnp.nonzero(short, size=n_blocks * spare, fill_value=n_cells)[0]
 
-    def draw_spare():
-        # The (at most `spare`) cells short of the bound, padded with an index past the
-        # end that the scatter drops.
-        cells = jnp.nonzero(short, size=spare, fill_value=n_cells)[0]
-        take = jnp.minimum(cells, n_cells - 1)
-        draws = sampled_log1m(p, a[take], b[take], rng_key).astype(value.dtype)
-        return value.at[cells].set(draws, mode="drop")
+    def block(i, value):
+        def draw(value):
+            cells = jax.lax.dynamic_slice(order, (i * spare,), (spare,))
+            take = jnp.minimum(cells, n_cells - 1)
+            draws = sampled_log1m(p, a[take], b[take], jax.random.fold_in(rng_key, i))
+            return value.at[cells].set(draws.astype(value.dtype), mode="drop")
 
-    def draw_all():
-        return sampled_log1m(p, a, b, rng_key).astype(value.dtype)
+        return jax.lax.cond(i * spare < n_short, draw, lambda v: v, value)
 
-    branch = jnp.where(n_short == 0, 0, jnp.where(n_short <= spare, 1, 2))
-    return jax.lax.switch(branch, [lambda: value, draw_spare, draw_all])
+    # A static number of blocks (reverse-mode needs it), all but the needed ones skipped;
+    # one compiled sampler of `spare` cells serves every block.
+    return jax.lax.cond(n_short == 0, lambda: value,
+                        lambda: jax.lax.fori_loop(0, n_blocks, block, value))
