@@ -12,48 +12,44 @@ with ``u = 1 - nu ~ Beta(b, a)``. Its partials follow from the same recurrences:
 ``d/dp = -sum_k p^(k-1) m_k``.
 
 **Stopping.** ``p`` is one number per step, so the terms are summed for all cells
-together, 16 at a time (one fused kernel per pass). Since ``m_k`` decreases, the tail of
+together, 8 at a time (one fused kernel per pass). Since ``m_k`` decreases, the tail of
 the ``p``-partial after ``K`` terms is at most ``T = m_(K+1) p^K / (1 - p)``; with
 ``A_k <= k/(a + b)``, ``B_k - A_k <= k a/(b (a + b))`` and ``m_1 >= (1 - p) S_p``,
 ``T <= eps (1 - p) S_p`` bounds the relative error of the value and of all three partials
 by ``eps`` (``2^-24``). Terms decay like ``(p (1 - nu))^k`` for a narrow factor (about 30
 terms at ``p (1 - nu) = 0.57``) but only like ``p^k`` for a wide one, so a few wide cells
-would set the count for all: the loop stops once at most ``C/32`` cells are short of the
-bound (or after :data:`MAX_TERMS` terms), and those cells get one exact draw each,
-``log(1 - p u)`` with ``u`` from :class:`scribe.distributions.FastBeta` (unbiased, with
-the Gamma sampler's implicit gradient), gathered into a fixed-size block; after
-:data:`MAX_TERMS` terms with more cells short (``p`` close to 1) they are drawn block
-after block (one compiled sampler of ``C/32`` cells serves all blocks; a second one for
-all ``C`` cells cost 3 s more compile). ``lax.cond`` skips what is not needed. The sum
-over cells is thus exact, or unbiased where draws stand in.
+would set the count for all: the pass over all cells stops once at most ``C/32`` cells
+are short of the bound, and those are gathered into a block of ``C/32`` that goes on
+alone until each meets it. No draws and no random numbers: the value and its gradient
+are exact for every cell. After :data:`MAX_TERMS` terms (``p`` within ~5e-4 of 1, where
+the terms barely decay) a cell still short is NaN, never a truncated value: the training
+step is then non-finite (skipped by ``stable_update`` and reported).
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
 
 #: Terms summed per pass of the loop (unrolled: one fused kernel per pass).
 CHUNK = 8
-#: Most terms summed before the cells still short of the bound are drawn instead.
-MAX_TERMS = 256
+#: Most terms summed for any cell; a cell still short of the bound after them is NaN.
+MAX_TERMS = 2**16
 #: Relative accuracy of the value and of each partial.
 EPS = 2.0**-24
-#: The series stops once at most ``C // SPARE_FRACTION`` cells (at least 1) are short of
-#: the bound; those cells get one exact draw each (a fixed-size gather).
+#: The pass over all cells stops once at most ``C // SPARE_FRACTION`` cells (at least 1)
+#: are short of the bound; those go on in a block of their own.
 SPARE_FRACTION = 32
 
 
 def spare_cells(n_cells: int) -> int:
-    """How many cells may be left to draws when the series stops, for ``n_cells`` cells."""
+    """Size of the block of slow cells that go on alone, for ``n_cells`` cells."""
     return max(1, n_cells // SPARE_FRACTION)
 
 
 def _series_terms(p, a, b, spare: int):
     """``S = sum_k p^k m_k / k``, its partials ``dS/dp``, ``dS/da``, ``dS/db`` ``(C,)`` and
-    which cells met the tail bound (``(C,)`` floats, 1 or 0).
+    which cells met the tail bound (``(C,)`` bool).
 
     Stops once at most ``spare`` cells are short of the bound, or after :data:`MAX_TERMS`.
     """
@@ -99,13 +95,38 @@ def _series_terms(p, a, b, spare: int):
              jnp.ones((), dtype))
     state = jax.lax.while_loop(cond, body, (jnp.asarray(1, jnp.int32), carry))
     _, _, _, s, sp, sa, sb, _ = state[1]
-    return s, sp, sa, sb, met(state).astype(dtype)
+    return s, sp, sa, sb, met(state)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def log1m_series(p, a, b, spare: int = 0):
-    """``E[log(1 - p (1 - nu))]`` for ``nu ~ Beta(a, b)`` by the series, and which cells
-    it converged for.
+def _series(p, a, b):
+    """:func:`_series_terms` for every cell: the bulk until at most ``C/32`` are short,
+    then those in a block of their own until each meets the bound. NaN where a cell is
+    still short after :data:`MAX_TERMS` terms."""
+    a, b = jnp.broadcast_arrays(jnp.asarray(a), jnp.asarray(b))
+    n_cells = a.shape[0]
+    spare = spare_cells(n_cells)
+    *sums, ok = _series_terms(p, a, b, spare)
+    short = ~ok
+
+    def finish(sums_ok):
+        sums, ok = sums_ok
+        cells = jnp.nonzero(short, size=spare, fill_value=n_cells)[0]
+        take = jnp.minimum(cells, n_cells - 1)
+        real = cells < n_cells
+        # Padding gets a factor that meets the bound at once (m_2 = 2e-6 m_1).
+        few = _series_terms(p, jnp.where(real, a[take], 1e6), jnp.where(real, b[take], 1.0), 0)
+        sums = [x.at[cells].set(y, mode="drop") for x, y in zip(sums, few[:4], strict=True)]
+        return sums, ok.at[cells].set(few[4], mode="drop")
+
+    sums, ok = jax.lax.cond(jnp.any(short), finish, lambda x: x, (list(sums), ok))
+    nan = jnp.asarray(jnp.nan, sums[0].dtype)
+    return (*(jnp.where(ok, x, nan) for x in sums), ok)
+
+
+@jax.custom_vjp
+def log1m_series(p, a, b):
+    """``E[log(1 - p (1 - nu))]`` for ``nu ~ Beta(a, b)``, exact, and which cells met the
+    tail bound.
 
     Parameters
     ----------
@@ -113,26 +134,25 @@ def log1m_series(p, a, b, spare: int = 0):
         In ``(0, 1)``.
     a, b : arrays, broadcastable, shape ``(C,)``
         Positive.
-    spare : int, default 0
-        Stop once at most this many cells are short of the tail bound.
 
     Returns
     -------
     value : array ``(C,)``
-        Exact to float32 resolution where ``converged`` is 1; truncated elsewhere.
+        Exact to float32 resolution; NaN for a cell still short of the bound after
+        :data:`MAX_TERMS` terms.
     converged : array ``(C,)``
         1.0 or 0.0 per cell (not differentiated).
     """
-    s, _, _, _, converged = _series_terms(p, a, b, spare)
-    return -s, converged
+    s, _, _, _, ok = _series(p, a, b)
+    return -s, ok.astype(s.dtype)
 
 
-def _log1m_series_fwd(p, a, b, spare):
-    s, sp, sa, sb, converged = _series_terms(p, a, b, spare)
-    return (-s, converged), (jnp.shape(p), sp, sa, sb)
+def _log1m_series_fwd(p, a, b):
+    s, sp, sa, sb, ok = _series(p, a, b)
+    return (-s, ok.astype(s.dtype)), (jnp.shape(p), sp, sa, sb)
 
 
-def _log1m_series_bwd(spare, residuals, cotangents):
+def _log1m_series_bwd(residuals, cotangents):
     p_shape, sp, sa, sb = residuals
     ct, _ = cotangents
     grad_p = jnp.reshape(-jnp.sum(ct * sp), p_shape) if p_shape == () else -ct * sp
@@ -142,55 +162,7 @@ def _log1m_series_bwd(spare, residuals, cotangents):
 log1m_series.defvjp(_log1m_series_fwd, _log1m_series_bwd)
 
 
-def sampled_log1m(p, a, b, rng_key):
-    """One exact draw of ``log(1 - p (1 - nu))``, ``nu ~ Beta(a, b)``, per cell: the
-    unbiased fallback, with the Gamma sampler's implicit reparameterisation gradient."""
-    from scribe.distributions import FastBeta
-
-    u = FastBeta(b, a).sample(rng_key)     # 1 - nu ~ Beta(b, a)
-    return jnp.log1p(-p * u)
-
-
-def expected_log1m(p, a, b, rng_key=None):
-    """``E[log(1 - p (1 - nu))]`` for ``nu ~ Beta(a, b)``, ``(C,)``.
-
-    The series (exact value and gradient) for every cell it converges for; the cells it
-    leaves (at most :func:`spare_cells`, or all of them after :data:`MAX_TERMS` terms) get
-    one exact draw each with ``rng_key`` (an unbiased estimate with an unbiased gradient),
-    so the sum over cells is exact or unbiased. Without ``rng_key`` the series runs for
-    every cell up to :data:`MAX_TERMS` and unconverged cells keep the truncated sum:
-    for checks only.
-
-    Parameters
-    ----------
-    p : scalar array
-        In ``(0, 1)``, the same for all cells.
-    a, b : arrays ``(C,)``
-        ``nu``'s Beta arguments, positive.
-    rng_key : jax PRNG key, optional
-    """
-    if rng_key is None:
-        return log1m_series(p, a, b, 0)[0]
-    n_cells = jnp.shape(a)[0]
-    spare = spare_cells(n_cells)
-    value, converged = log1m_series(p, a, b, spare)
-    short = converged == 0
-    n_short = jnp.sum(short)
-    n_blocks = -(-n_cells // spare)
-    # The cells short of the bound first, padded with an index past the end (dropped by
-    # the scatter), in blocks of `spare`: one block unless the series ran out of terms.
-    order = jnp.nonzero(short, size=n_blocks * spare, fill_value=n_cells)[0]
-
-    def block(i, value):
-        def draw(value):
-            cells = jax.lax.dynamic_slice(order, (i * spare,), (spare,))
-            take = jnp.minimum(cells, n_cells - 1)
-            draws = sampled_log1m(p, a[take], b[take], jax.random.fold_in(rng_key, i))
-            return value.at[cells].set(draws.astype(value.dtype), mode="drop")
-
-        return jax.lax.cond(i * spare < n_short, draw, lambda v: v, value)
-
-    # A static number of blocks (reverse-mode needs it), all but the needed ones skipped;
-    # one compiled sampler of `spare` cells serves every block.
-    return jax.lax.cond(n_short == 0, lambda: value,
-                        lambda: jax.lax.fori_loop(0, n_blocks, block, value))
+def expected_log1m(p, a, b):
+    """``E[log(1 - p (1 - nu))]`` for ``nu ~ Beta(a, b)``, ``(C,)``, with its exact
+    gradient in ``p`` (a scalar), ``a`` and ``b`` (:func:`log1m_series`'s value)."""
+    return log1m_series(p, a, b)[0]

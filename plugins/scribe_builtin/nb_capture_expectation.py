@@ -46,10 +46,10 @@ def expected_capture_log_prob(cell_totals, params: dict, nu_a, nu_b,
     nu_a, nu_b : arrays ``(C,)``
         The capture's Beta arguments.
     rng_key : jax PRNG key, optional
-        For the exact one-draw fallback when ``p`` is too close to 1 for the series.
+        Not used: the expectation is exact without draws.
     """
     x, p, total_r = _totals_p_r(cell_totals, params)
     e_log_nu = digamma(nu_a) - digamma(nu_a + nu_b)
-    e_log_denominator = expected_log1m(p, nu_a, nu_b, rng_key)
+    e_log_denominator = expected_log1m(p, nu_a, nu_b)
     return (x * (jnp.log(p) + e_log_nu) + total_r * jnp.log1p(-p)
             - (x + total_r) * e_log_denominator)
