@@ -307,3 +307,12 @@ def test_fit_recovers_truth_as_with_draws(monkeypatch):
         # Allow 3 bootstrap standard errors of the difference (independent-errors bound;
         # the two fits share the data, so the true spread is smaller).
         assert new <= old + 3 * np.hypot(se_new, se_old), (name, new, old, se_new, se_old)
+
+
+def test_engine_refuses_a_non_bool_switch():
+    from scribe.svi.engine import SVIInferenceEngine
+
+    counts = np.ones((4, 3))
+    with pytest.raises(TypeError, match="expected_capture"):
+        SVIInferenceEngine.run_inference(ModelConfig("nbvcp"), counts, 4, 3, n_steps=1,
+                                         progress=False, expected_capture="yes")

@@ -271,6 +271,7 @@ class SVIInferenceEngine:
         check_run_args(model_config, count_data, n_cells, n_genes, optimizer=optimizer,
                        loss=loss, n_steps=n_steps, seed=seed, stable_update=stable_update,
                        progress=progress)
+        check_bool("expected_capture", expected_capture)
         devices = resolve_devices(devices)
         n_steps, seed = int(n_steps), int(seed)
         batch_size = _check_batch_size(batch_size, n_cells)
@@ -304,7 +305,6 @@ class SVIInferenceEngine:
             counts = jax.device_put(np.asarray(dense, dtype=np.float32))
             init = None
 
-        check_bool("expected_capture", expected_capture)
         model, guide = resolve_model_and_guide(model_config)
         if composed and cell_mesh is None:
             guide = training_guide(guide, loss, expected_capture)
