@@ -8,6 +8,10 @@ processes hits every parameterization alike.
 
     python benchmarks/factor_cost.py --sizes 20000x2000 100000x2000 \
         --out benchmarks/results/factor_cost.json
+
+``--draws both`` also times each capture model's parameterizations with the capture drawn
+(``expected_capture=False``, the code before :mod:`scribe.expected_capture`) in the same
+turns, as ``<parameterization>/draws``: before and after, interleaved.
 """
 
 from __future__ import annotations
@@ -27,14 +31,21 @@ PARAMETERIZATIONS = ("unconstrained", "standard", "linked", "odds_ratio")
 MODEL_TYPES = ("nbdm", "zinb", "nbvcp", "zinbvcp", "nbvcp_mix")
 
 
-def steps_for(model_type: str, parameterization: str, csr, block: int):
-    """A jitted function running ``block`` full-batch SVI steps, and its initial state."""
+def steps_for(model_type: str, parameterization: str, csr, block: int,
+              expected_capture: bool = True, warm_steps: int = 0):
+    """A jitted function running ``block`` full-batch SVI steps, and its initial state.
+
+    ``expected_capture``: the engine's switch (:func:`scribe.expected_capture.training_guide`).
+    ``warm_steps``: steps of Adam(3e-3) (``scribe.fit``'s rate) taken before timing, so
+    that the factors are timed where a fit spends its steps rather than at the start.
+    """
     import jax
     from numpyro.infer import SVI, TraceMeanField_ELBO
     from numpyro.optim import Adam
 
     import scribe
     from scribe.counts import SparseCounts
+    from scribe.expected_capture import training_guide
     from scribe.svi.engine import initial_params, resolve_model_and_guide
 
     n_cells, n_genes = csr.shape
@@ -42,7 +53,9 @@ def steps_for(model_type: str, parameterization: str, csr, block: int):
     config = scribe.ModelConfig(model_type, parameterization, n_components=k)
     model, guide = resolve_model_and_guide(config)
     counts = SparseCounts.from_matrix(csr)
-    svi = SVI(model, guide, Adam(1e-3), TraceMeanField_ELBO())
+    loss = TraceMeanField_ELBO()
+    svi = SVI(model, training_guide(guide, loss, expected_capture),
+              Adam(3e-3 if warm_steps else 1e-3), loss)
     state = svi.init(jax.random.PRNGKey(0), n_cells, n_genes, counts=counts,
                      init_params=initial_params(config, csr, 0))
 
@@ -51,10 +64,28 @@ def steps_for(model_type: str, parameterization: str, csr, block: int):
 
     run = jax.jit(lambda s, c: jax.lax.fori_loop(0, block, lambda _, x: update(x, c), s))
     state = jax.block_until_ready(run(state, counts))
+    if warm_steps:
+        warm = jax.jit(lambda s, c: jax.lax.fori_loop(0, warm_steps,
+                                                      lambda _, x: update(x, c), s))
+        state = jax.block_until_ready(warm(state, counts))
     return run, state, counts
 
 
-def measure(model_type: str, csr, seconds: float) -> dict:
+def variants(model_type: str, draws: str) -> dict[str, tuple[str, bool]]:
+    """``{label: (parameterization, expected_capture)}`` to time for ``model_type``."""
+    out = {}
+    for p in PARAMETERIZATIONS:
+        if draws in ("off", "both"):
+            out[p] = (p, True)
+        if draws in ("on", "both") and p != "unconstrained" and "vcp" in model_type:
+            out[f"{p}/draws"] = (p, False)
+        elif draws == "on":
+            out[p] = (p, True)
+    return out
+
+
+def measure(model_type: str, csr, seconds: float, draws: str = "off",
+            warm_steps: int = 0) -> dict:
     """Interleaved block times (ms per step) of every parameterization of ``model_type``."""
     import jax
 
@@ -63,8 +94,9 @@ def measure(model_type: str, csr, seconds: float) -> dict:
     jax.block_until_ready(probe(state, counts))
     estimate = time.perf_counter() - start
     block = max(1, min(50, int(0.05 / max(estimate, 1e-6))))
-    runs = {p: list(steps_for(model_type, p, csr, block)) for p in PARAMETERIZATIONS}
-    times = {p: [] for p in PARAMETERIZATIONS}
+    runs = {label: list(steps_for(model_type, p, csr, block, expected, warm_steps))
+            for label, (p, expected) in variants(model_type, draws).items()}
+    times = {label: [] for label in runs}
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or min(len(t) for t in times.values()) < 5:
         for p, entry in runs.items():
@@ -86,6 +118,12 @@ def main() -> None:
     parser.add_argument("--model-types", nargs="+", default=list(MODEL_TYPES))
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="timed work per model type")
+    parser.add_argument("--draws", choices=("off", "on", "both"), default="off",
+                        help="capture drawn (the code before expected_capture): off = "
+                             "never, on = always, both = side by side")
+    parser.add_argument("--warm-steps", type=int, default=0,
+                        help="untimed steps of Adam(3e-3) before timing (0: time from "
+                             "the starting values with Adam(1e-3))")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -97,15 +135,16 @@ def main() -> None:
     for size in args.sizes:
         csr = sp.load_npz(counts_path(size)).tocsr()
         for model_type in args.model_types:
-            result = measure(model_type, csr, args.seconds)
+            result = measure(model_type, csr, args.seconds, args.draws, args.warm_steps)
             for p, row in result.items():
-                rows.append(dict(size=size, model_type=model_type, parameterization=p, **row))
+                rows.append(dict(size=size, model_type=model_type, parameterization=p,
+                                 warm_steps=args.warm_steps, **row))
             print(size, model_type, "  ".join(
                 f"{p} {r['median_ms']:.3g} ms ({r['ratio_median']:.2f}x, min {r['ratio_min']:.2f}x)"
                 for p, r in result.items()), flush=True)
     if args.out:
         meta = dict(machine=platform.platform(), cpu_count=os.cpu_count(),
-                    jax=jax.__version__)
+                    jax=jax.__version__, load_average=os.getloadavg())
         Path(args.out).write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
 
 

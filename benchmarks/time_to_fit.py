@@ -122,6 +122,10 @@ def evaluate(results, counts, truth, n_draws: int = 400) -> dict:
             from scribe.simulate import p_hat_oracle_error
 
             row["p_hat_error_oracle"] = p_hat_oracle_error(counts, truth)
+        # Where the fit sits on the p-capture ridge (the capture expectation's series
+        # needs more terms as p (1 - capture) approaches 1).
+        row["p_fit"] = float(np.mean(estimate["p"]))
+        row["p_capture_fit_median"] = float(np.median(estimate["p_capture"]))
     else:
         row["p_error"] = float(np.max(np.abs(estimate["p"] - truth["p"])))
     return row
@@ -177,6 +181,27 @@ def timed_fit(counts, model_type, n_components, **kwargs):
 
 
 # ---- workers --------------------------------------------------------------------------------
+def draw_capture(enabled: bool) -> None:
+    """``--draws``: make ``scribe.fit`` draw the capture as before
+    :mod:`scribe.expected_capture` (the engine's ``expected_capture=False``)."""
+    if not enabled:
+        return
+    import functools
+    import inspect
+
+    from scribe import fitting
+    from scribe.svi.engine import SVIInferenceEngine
+
+    original = SVIInferenceEngine.run_inference
+    if "expected_capture" not in inspect.signature(original).parameters:
+        return      # a version that always draws
+
+    class Drawn(SVIInferenceEngine):
+        run_inference = staticmethod(functools.partial(original, expected_capture=False))
+
+    fitting.SVIInferenceEngine = Drawn
+
+
 def staged_optimizer(staged: bool) -> dict:
     """``optimizer=StagedAdam((3e-2, 3e-3))`` when ``staged`` (``--staged-rate``)."""
     if not staged:
@@ -188,7 +213,7 @@ def staged_optimizer(staged: bool) -> dict:
 
 def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int,
                      n_steps: int | None = None, batch_size="auto",
-                     staged: bool = False) -> dict:
+                     staged: bool = False, draws: bool = False) -> dict:
     import numpy as np
     import scipy.sparse as sp
 
@@ -203,7 +228,8 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
     counts = sp.csr_matrix(dense.astype(np.float32))
     del dense
     row = dict(model_type=model_type, size=size, density=counts.nnz / (n_cells * n_genes),
-               simulation=settings)
+               simulation=settings, capture_drawn=draws)
+    draw_capture(draws)
     cap = {} if n_steps is None else {"n_steps": n_steps}
     cap["batch_size"] = batch_size      # "auto" by default here; scribe.fit's is None
     results, timing = timed_fit(counts, model_type, k, seed=seed, **cap,
@@ -263,7 +289,8 @@ def run_worker(task: dict) -> dict:
     if task["kind"] == "simulated":
         return simulated_worker(task["model_type"], task["size"], task["seed"],
                                 task["reference_steps"], task.get("n_steps"),
-                                task.get("batch_size", "auto"), task.get("staged", False))
+                                task.get("batch_size", "auto"), task.get("staged", False),
+                                task.get("draws", False))
     return real_worker(task["model_type"], task["path"], task["seed"], task.get("n_steps"),
                        staged=task.get("staged", False))
 
@@ -303,19 +330,26 @@ def main() -> None:
                         help="fit with StagedAdam((3e-2, 3e-3)) instead of the default optimiser")
     parser.add_argument("--real", default=None, help="an .h5ad of raw counts")
     parser.add_argument("--skip-simulated", action="store_true")
+    parser.add_argument("--draws", choices=("off", "on", "both"), default="off",
+                        help="simulated fits with the capture drawn (the code before "
+                             "scribe.expected_capture): off, on, or both interleaved")
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(run_worker(json.loads(args.worker))), flush=True)
         return
 
+    variants = {"off": [False], "on": [True], "both": [False, True]}[args.draws]
+    # Repeats interleave the variants (a, b, b, a, ...): load drifts hit both alike.
+    order = [variants if i % 2 == 0 else variants[::-1] for i in range(args.repeats)]
     tasks = [] if args.skip_simulated else [
         dict(kind="simulated", model_type=m, size=args.size, seed=args.seed,
              reference_steps=args.reference_steps, n_steps=args.n_steps,
              batch_size=(args.batch_size if args.batch_size == "auto" else
                          None if args.batch_size == "none" else int(args.batch_size)),
-             staged=args.staged_rate)
-        for m in args.model_types]
+             staged=args.staged_rate, draws=draws)
+        for m in args.model_types for repeat in order for draws in repeat]
     if args.real:
         tasks += [dict(kind="real", model_type=m, path=args.real, seed=args.seed,
                        n_steps=args.n_steps, staged=args.staged_rate)

@@ -267,6 +267,22 @@ def capture_anchor(block, capture_name: str, parameterization: str, mrna_per_cel
         names = ", ".join(s.name for s in block.sites)
         raise ValueError(refusal.format(what=f"several sites ({names})"))
     site = block.sites[0]
+    rule = capture_rule(block, capture_name)
+    if rule is None:
+        raise ValueError(refusal.format(what=f"site '{site.name}' of family "
+                                             f"'{site.family.name}'"))
+    return CaptureAnchor(site, rule, float(mrna_per_cell), float(log_sd))
+
+
+def capture_rule(block, capture_name: str) -> tuple[str, str] | None:
+    """The (family, relation to ``nu``) of a capture block's single site, one of
+    :data:`SUPPORTED`, or None (several sites, or another family or relation).
+
+    The relation is read from the block's ``from_canonical`` map at a few capture values.
+    """
+    if len(block.sites) != 1:
+        return None
+    site = block.sites[0]
     probe = np.array([0.02, 0.3, 0.8])
     # The composition may be built while a sampler is being traced (jit): evaluate the
     # probe eagerly, or it would be a tracer that numpy cannot read.
@@ -276,8 +292,8 @@ def capture_anchor(block, capture_name: str, parameterization: str, mrna_per_cel
     for family, relation in SUPPORTED:
         if site.family.name == family and np.allclose(value, _probe_map(relation)(probe),
                                                       rtol=1e-4, atol=1e-6):
-            return CaptureAnchor(site, (family, relation), float(mrna_per_cell), float(log_sd))
-    raise ValueError(refusal.format(what=f"site '{site.name}' of family '{site.family.name}'"))
+            return family, relation
+    return None
 
 
 def warn_clipped_anchor(counts, mrna_per_cell: float) -> None:

@@ -76,6 +76,11 @@ class Likelihood:
     #: cost does not grow with the non-zeros); ``batch_size="auto"`` then keeps a full
     #: batch (:mod:`scribe.batching`).
     statistics_only: bool = False
+    #: True when the likelihood offers :meth:`capture_log_prob` and
+    #: :meth:`expected_capture_log_prob`: training then takes the expectation over a
+    #: mean-field Beta capture factor exactly instead of drawing the capture
+    #: (:mod:`scribe.expected_capture`). Non-mixture use only.
+    expected_capture: bool = False
 
     def scopes(self) -> dict[str, str]:
         """Scope of every canonical parameter: ``{"p": "shared", "r": "gene", ...}``."""
@@ -135,6 +140,32 @@ class Likelihood:
         can share work per non-zero (see ``scribe_builtin.nb_mixture_sparse``).
         """
         return None
+
+    def capture_log_prob(self, cell_totals: jnp.ndarray, params: dict) -> jnp.ndarray:
+        """The part of each cell's log-likelihood that depends on its capture, ``(C,)``.
+
+        Only for likelihoods with ``expected_capture``, whose per-cell capture (the
+        ``capture`` latent) enters a cell's log-likelihood only through a function of the
+        capture, the global parameters and the cell's UMI total, ``l_c(nu_c)``; the rest
+        must not involve the capture.
+
+        Parameters
+        ----------
+        cell_totals : array ``(C,)``
+        params : dict
+            Canonical parameters: global ones unbatched, the capture ``(C,)``.
+        """
+        raise NotImplementedError(f"likelihood '{self.name}' has no expected_capture")
+
+    def expected_capture_log_prob(self, cell_totals: jnp.ndarray, params: dict, nu_a,
+                                  nu_b, rng_key=None) -> jnp.ndarray:
+        """``E[l_c(nu_c)]`` over ``nu_c ~ Beta(nu_a_c, nu_b_c)``, ``(C,)``, exact or (where
+        the exact form cannot be evaluated) an unbiased estimate drawn with ``rng_key``;
+        its gradient in ``nu_a``, ``nu_b`` and the global parameters likewise.
+
+        ``params`` as in :meth:`capture_log_prob` (its capture entry is not used).
+        """
+        raise NotImplementedError(f"likelihood '{self.name}' has no expected_capture")
 
     def cdf(self, counts: jnp.ndarray, params: dict) -> jnp.ndarray:
         """Elementwise ``P(X <= x)``, shape ``(C, G)`` (goodness of fit).

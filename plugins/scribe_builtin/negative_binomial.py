@@ -14,6 +14,7 @@ from numpyro.distributions import ZeroInflatedDistribution
 import scribe
 from scribe.likelihood import CAPTURE, PROBABILITY, Latent
 
+from . import nb_capture_expectation
 from .nb_fast import FastNegativeBinomialProbs
 from .nb_mixture_sparse import mixture_cell_sums
 from .nb_posterior import molecules_mean, molecules_sample, nb_cdf
@@ -54,6 +55,9 @@ class NegativeBinomial(scribe.Likelihood):
         self.zero_inflated, self.variable_capture = zero_inflated, variable_capture
         # Only zinbvcp's zero term depends on cell and gene (NBSums.total).
         self.statistics_only = not (zero_inflated and variable_capture)
+        # nbvcp's capture enters each cell through X_c and sum_g r_g only: its expectation
+        # over a Beta factor is exact (.nb_capture_expectation).
+        self.expected_capture = variable_capture and not zero_inflated
         latents = []
         if zero_inflated:
             latents.append(Latent("gate", PROBABILITY, "gene"))
@@ -125,6 +129,14 @@ class NegativeBinomial(scribe.Likelihood):
             p = captured_success_prob(p, jnp.asarray(params["p_capture"])[:, None])
         gate = jnp.asarray(params["gate"]) if self.zero_inflated else None
         return mixture_cell_sums(counts, r, jnp.log(p), jnp.log1p(-p), gate)
+
+    def capture_log_prob(self, cell_totals, params):
+        p_hat = captured_success_prob(jnp.asarray(params["p"]), params["p_capture"])
+        return nb_capture_expectation.capture_log_prob(cell_totals, params, p_hat)
+
+    def expected_capture_log_prob(self, cell_totals, params, nu_a, nu_b, rng_key=None):
+        return nb_capture_expectation.expected_capture_log_prob(cell_totals, params, nu_a,
+                                                                nu_b, rng_key)
 
     def cdf(self, counts, params):
         """``P(X <= x)``: ``g + (1 - g) F_NB(x)`` with a gate, 0 for ``x < 0``."""

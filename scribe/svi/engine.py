@@ -26,6 +26,7 @@ from scribe import plugins
 from scribe.config import ModelConfig
 from scribe.counts_stream import StreamedCounts
 from scribe.epoch_cells import EpochCells, epoch_steps
+from scribe.expected_capture import training_guide
 from scribe.fit_counts import device_counts, stream_for_fit
 from scribe.progress import is_enabled as progress_enabled
 from scribe.shard.batches import StratifiedCells
@@ -201,6 +202,7 @@ class SVIInferenceEngine:
         devices=None,
         epoch_batches: bool = False,
         initial_guess: dict | None = None,
+        expected_capture: bool = True,
     ) -> SVIRunResult:
         """Execute SVI inference.
 
@@ -241,6 +243,13 @@ class SVIInferenceEngine:
             Starting canonical parameters computed beforehand from the same counts and
             seed (:func:`canonical_guess`), so that they are not computed twice; None:
             computed here.
+        expected_capture : bool, default True
+            Where it is exact (nbvcp, mean-field Beta/BetaPrime capture factor, loss
+            ``TraceMeanField_ELBO``, one device), take the ELBO's expectation over each
+            cell's capture in closed form instead of drawing the capture
+            (:mod:`scribe.expected_capture`): the same objective with an exact capture
+            term, cheaper steps. False: draw it. The fitted parameters mean the same
+            either way.
 
         Returns
         -------
@@ -262,6 +271,7 @@ class SVIInferenceEngine:
         check_run_args(model_config, count_data, n_cells, n_genes, optimizer=optimizer,
                        loss=loss, n_steps=n_steps, seed=seed, stable_update=stable_update,
                        progress=progress)
+        check_bool("expected_capture", expected_capture)
         devices = resolve_devices(devices)
         n_steps, seed = int(n_steps), int(seed)
         batch_size = _check_batch_size(batch_size, n_cells)
@@ -296,6 +306,8 @@ class SVIInferenceEngine:
             init = None
 
         model, guide = resolve_model_and_guide(model_config)
+        if composed and cell_mesh is None:
+            guide = training_guide(guide, loss, expected_capture)
         if cell_mesh is not None and batch_size is not None:
             model = StratifiedCells(model, cell_mesh.layout, batch_size)
             guide = StratifiedCells(guide, cell_mesh.layout, batch_size)
