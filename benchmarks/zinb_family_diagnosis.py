@@ -197,6 +197,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--draws", type=int, default=32)
     parser.add_argument("--guide-family", default=None)
+    parser.add_argument("--fit-steps", type=int, default=None,
+                        help="run the fit this many steps without the convergence stop")
     parser.add_argument("--families", default="gauss,sas,sas_banana")
     parser.add_argument("--p-values", default="truth,fitted")
     args = parser.parse_args()
@@ -210,7 +212,9 @@ def main() -> None:
     truth_uv = (np.log(truth["r"]), np.log(truth["gate"] / (1 - truth["gate"])))
     start = time.perf_counter()
     fitted = scribe.fit(sp.csr_matrix(dense.astype(np.float32)), "zinb", progress=False,
-                        seed=args.seed, batch_size="auto", guide_family=args.guide_family)
+                        seed=args.seed, batch_size="auto", guide_family=args.guide_family,
+                        **({} if args.fit_steps is None
+                           else dict(n_steps=args.fit_steps, tol=None)))
     r_prior = tuple(float(v) for v in fitted.model_config.priors["r"])
     p_draws = np.asarray(fitted.get_posterior_samples(
         jax.random.PRNGKey(1), 1000, store_samples=False)["p"])
@@ -234,7 +238,7 @@ def main() -> None:
                                   **summarise(fit_uv, exact, truth_uv))), flush=True)
         init = (np.stack([exact[0][0], exact[1][0]], -1),
                 np.stack([exact[0][1], exact[1][1]], -1))
-        for family in args.families.split(","):
+        for family in filter(None, args.families.split(",")):
             t0 = time.perf_counter()
             z = fit_family(family, data, p, r_prior, init, args.steps, args.draws, args.seed)
             print(json.dumps(dict(p=p_name, family=family,
