@@ -31,6 +31,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpyro.optim
 import numpy as np
 import scipy.sparse as sp
 from jax.example_libraries import optimizers
@@ -197,6 +198,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--draws", type=int, default=32)
     parser.add_argument("--guide-family", default=None)
+    parser.add_argument("--lr", type=float, default=None, help="Adam step size of the fit")
     parser.add_argument("--fit-steps", type=int, default=None,
                         help="run the fit this many steps without the convergence stop")
     parser.add_argument("--families", default="gauss,sas,sas_banana")
@@ -214,7 +216,9 @@ def main() -> None:
     fitted = scribe.fit(sp.csr_matrix(dense.astype(np.float32)), "zinb", progress=False,
                         seed=args.seed, batch_size="auto", guide_family=args.guide_family,
                         **({} if args.fit_steps is None
-                           else dict(n_steps=args.fit_steps, tol=None)))
+                           else dict(n_steps=args.fit_steps, tol=None)),
+                        **({} if args.lr is None
+                           else dict(optimizer=numpyro.optim.Adam(step_size=args.lr))))
     r_prior = tuple(float(v) for v in fitted.model_config.priors["r"])
     p_draws = np.asarray(fitted.get_posterior_samples(
         jax.random.PRNGKey(1), 1000, store_samples=False)["p"])

@@ -42,6 +42,7 @@ from scribe.parameterization import GENE, Site
 
 from .joint_gene import (GENE_LATENT, SHARED_LATENT, JointGene, _align, _sample_delta,
                          loc_name, marginal_family, scale_name)
+from .skew_marginal import _inverse as _sas_inverse
 from .skew_marginal import sinh_arcsinh, skew_marginal
 
 
@@ -66,6 +67,9 @@ class SkewGene(JointGene):
     description = ("joint_gene with per gene a sinh-arcsinh skew and tail per site and a "
                    "softplus shift of positive sites along probability sites (zinb's "
                    "r-gate ridge); per-cell sites mean-field")
+
+    #: Gradient estimator of the gene blocks (see ``_stl_log_density``).
+    stick_the_landing: bool = True
 
     def joint_sites(self, composition) -> tuple[Site, ...]:
         """Gene sites in the joint block, probability sites first (stable otherwise)."""
@@ -138,10 +142,39 @@ class SkewGene(JointGene):
                     gene_z = gene_z + jnp.sum(coupling * _align(shared_z - a_loc), axis=-1)
                 # Diagonal of dz/deps: L_ii y_i'(eps_i).
                 log_diag = jnp.log(jnp.diagonal(tril, axis1=-2, axis2=-1)) + log_slope
+                extra = -log_diag
+                if self.stick_the_landing:
+                    extra = self._stl_log_density(gene_z, eps, get, composition, joint,
+                                                  anchors, shared_z)
             index = joint.index(site)
-            _sample_delta(site, gene_z[..., index], extra_log_density=-log_diag[..., index])
+            _sample_delta(site, gene_z[..., index], extra_log_density=extra[..., index])
         anchor_eps = None if shared_z is None else (shared_z - a_loc) / a_scale
         self.sample_joint_cell_sites(composition, n_cells, n_genes, batch_size, anchor_eps)
+
+    def _stl_log_density(self, gene_z, eps, get, composition, joint, anchors, shared_z):
+        """Per-coordinate ``log q`` terms with the variational parameters held fixed.
+
+        "Sticking the landing" (Roeder et al. 2017): the value equals
+        ``-log L_ii - log y_i'(eps_i)``, but the gradient reaches the parameters only
+        through the draw ``z``; the score term, whose mean is zero and whose noise slowed
+        the skew, tail and scale parameters most, is dropped. The auxiliary site's
+        ``log N(eps)`` is swapped for ``log N(eps(z))`` with ``eps(z)`` the inverse map
+        at the held parameters (numerically ``eps``).
+        """
+        sg = jax.lax.stop_gradient
+        loc, tril, coupling = (None if x is None else sg(x)
+                               for x in self._gene_params(joint, anchors, get))
+        skew, tail, bend = (sg(x) for x in self._shape_params(composition, get))
+        z = gene_z
+        if anchors:
+            a_loc, _ = self._anchor_params(anchors, get)
+            z = z - jnp.sum(coupling * _align(shared_z - sg(a_loc)), axis=-1)
+        # Probability coordinates carry no shift: undo the softplus shift from them.
+        w = z - jnp.einsum("...ij,...j->...i", bend, jax.nn.softplus(z))
+        y = jax.scipy.linalg.solve_triangular(tril, (w - loc)[..., None], lower=True)[..., 0]
+        eps_z, log_slope_inv = _sas_inverse(y, skew, tail)
+        log_diag = jnp.log(jnp.diagonal(tril, axis1=-2, axis2=-1)) - log_slope_inv
+        return -0.5 * eps_z**2 + 0.5 * sg(eps) ** 2 - log_diag
 
     # ---- the fitted posterior --------------------------------------------------------------
     def joint_marginals(self, composition, params: dict) -> dict:
