@@ -31,8 +31,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpyro.optim
 import numpy as np
+import numpyro.optim
 import scipy.sparse as sp
 from jax.example_libraries import optimizers
 from jax.scipy.special import gammaln
@@ -87,7 +87,7 @@ def grid_posterior(data, p, r_prior, chunk: int = 100):
             mean = grid @ marginal
             sd = jnp.sqrt(((grid[:, None] - mean) ** 2 * marginal).sum(0))
             cdf = jnp.cumsum(marginal, 0)
-            q = jax.vmap(lambda c: jnp.interp(jnp.array([0.05, 0.95]), c, grid),
+            q = jax.vmap(lambda c, g=grid: jnp.interp(jnp.array([0.05, 0.95]), c, g),
                          in_axes=1)(cdf)
             out.append((mean, sd, q))
         return out

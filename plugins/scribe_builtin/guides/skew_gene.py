@@ -40,8 +40,16 @@ from numpyro.distributions import Normal, constraints
 from scribe.guide_family import VariationalParam
 from scribe.parameterization import GENE, Site
 
-from .joint_gene import (GENE_LATENT, SHARED_LATENT, JointGene, _align, _sample_delta,
-                         loc_name, marginal_family, scale_name)
+from .joint_gene import (
+    GENE_LATENT,
+    SHARED_LATENT,
+    JointGene,
+    _align,
+    _sample_delta,
+    loc_name,
+    marginal_family,
+    scale_name,
+)
 from .skew_marginal import _inverse as _sas_inverse
 from .skew_marginal import sinh_arcsinh, skew_marginal
 
@@ -70,6 +78,8 @@ class SkewGene(JointGene):
 
     #: Gradient estimator of the gene blocks (see ``_stl_log_density``).
     stick_the_landing: bool = True
+    #: Starting scale of every gene-block site (None: joint_gene's start).
+    initial_scale: float | None = None
 
     def joint_sites(self, composition) -> tuple[Site, ...]:
         """Gene sites in the joint block, probability sites first (stable otherwise)."""
@@ -209,6 +219,10 @@ class SkewGene(JointGene):
     def initial_params(self, composition, values: dict, concentrations: dict) -> dict:
         params = super().initial_params(composition, values, concentrations)
         joint = self.joint_sites(composition)
+        if self.initial_scale is not None:
+            for site in joint:
+                params[scale_name(site)] = jnp.full_like(params[scale_name(site)],
+                                                         self.initial_scale)
         for site in joint:
             zeros = jnp.zeros_like(params[loc_name(site)])
             params[skew_name(site)] = zeros

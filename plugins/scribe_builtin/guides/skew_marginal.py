@@ -55,6 +55,99 @@ def _inverse(y, skew, tail):
     return jnp.sinh(a), jnp.log(jnp.cosh(a)) + jnp.log(tail) - 0.5 * jnp.log1p(y**2)
 
 
+# ---- pure, jitted pieces (``args`` is the tuple of ARG_NAMES, all of one batch shape) ----
+def _lead_shift(args, eps0, e):
+    """``loc + anchor_sd e + lead terms`` for outer nodes on a trailing axis."""
+    loc, _, _, _, anchor_sd, lead_loc, lead_scale, lead_skew, lead_tail, weight, soft = (
+        a[..., None] for a in args)
+    y0, _ = sinh_arcsinh(eps0, lead_skew, lead_tail)
+    return loc + anchor_sd * e + weight * y0 + soft * jax.nn.softplus(lead_loc + lead_scale * y0)
+
+
+def _conditional(args, x):
+    """Conditional ``eps``, ``log d eps / dx`` and log weights at ``x`` (``(...)`` ->
+    ``(..., N)``) over the outer nodes ``(eps0, e)``."""
+    eps0 = jnp.asarray(np.repeat(_GRID, _GH8.size))
+    e = jnp.asarray(np.tile(_GH8, _GRID.size))
+    log_w = jnp.asarray(np.log(np.outer(_GRID_W, _GH8_W).ravel()))
+    shift = _lead_shift(args, eps0, e)
+    scale, skew, tail = (a[..., None] for a in args[1:4])
+    eps, log_slope = _inverse((x[..., None] - shift) / scale, skew, tail)
+    return eps, log_slope - jnp.log(scale), log_w
+
+
+@jax.jit
+def _log_prob_x(args, x):
+    eps, log_slope, log_w = _conditional(args, x)
+    return jax.nn.logsumexp(-0.5 * eps**2 - 0.5 * np.log(2 * np.pi) + log_slope + log_w, -1)
+
+
+@jax.jit
+def _cdf_x(args, x):
+    eps, _, log_w = _conditional(args, x)
+    return jnp.sum(jax.scipy.stats.norm.cdf(eps) * jnp.exp(log_w), axis=-1)
+
+
+def _expect(args, function):
+    """``E[function(x)]`` by Gauss-Hermite over ``(eps0, e, eps)``."""
+    eps0 = jnp.asarray(np.repeat(_GH24, _GH8.size))
+    e = jnp.asarray(np.tile(_GH8, _GH24.size))
+    shift = _lead_shift(args, eps0, e)[..., :, None]                    # (..., N, 24)
+    scale, skew, tail = (a[..., None, None] for a in args[1:4])
+    y, _ = sinh_arcsinh(jnp.asarray(_GH24), skew, tail)
+    w = jnp.asarray(np.outer(np.outer(_GH24_W, _GH8_W).ravel(), _GH24_W))
+    return jnp.sum(function(shift + scale * y) * w, axis=(-2, -1))
+
+
+@jax.jit
+def _moments_x(args):
+    """Mean and sd of the unconstrained ``x``."""
+    mean = _expect(args, lambda x: x)
+    var = _expect(args, lambda x: (x - mean[..., None, None]) ** 2)
+    return mean, jnp.sqrt(jnp.maximum(var, 0.0))
+
+
+@jax.jit
+def _icdf_x(args, q):
+    mean, sd = _moments_x(args)
+    shape = jnp.broadcast_shapes(q.shape, mean.shape)
+    # Chebyshev: the 0.001 and 0.999 quantiles lie within 40 sd of the mean.
+    lo, hi = (jnp.broadcast_to(v, shape) for v in (mean - 40 * sd, mean + 40 * sd))
+
+    def bisect(_, bounds):
+        lo, hi = bounds
+        mid = (lo + hi) / 2
+        below = _cdf_x(args, mid) < q
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, _BISECTIONS, bisect, (lo, hi))
+    return (lo + hi) / 2
+
+
+def _transformed_moments(args, support_index):
+    """Mean and variance of ``T(x)`` for the support's bijection."""
+    transform = _TRANSFORMS[support_index]
+    mean = _expect(args, transform)
+    return mean, _expect(args, lambda x: (transform(x) - mean[..., None, None]) ** 2)
+
+
+def _mode(args, support_index):
+    transform = biject_to(_BY_SUPPORT[support_index][0])
+    mean, sd = _moments_x(args)
+    steps = jnp.linspace(-6.0, 6.0, _MODE_POINTS)
+
+    def density(step):
+        x = mean + step * sd
+        return _log_prob_x(args, x) - transform.log_abs_det_jacobian(x, transform(x))
+
+    best = steps[jnp.argmax(jax.lax.map(density, steps), axis=0)]
+    return transform(mean + best * sd)
+
+
+_mode = jax.jit(_mode, static_argnums=1)
+_transformed_moments = jax.jit(_transformed_moments, static_argnums=1)
+
+
 class SkewMarginal(Distribution):
     """Marginal of one site of a ``skew_gene`` block (module docstring); batch shape is
     the broadcast shape of the arguments (``(G,)`` or ``(K, G)``)."""
@@ -63,6 +156,7 @@ class SkewMarginal(Distribution):
                        else constraints.real for name in ARG_NAMES}
     support = constraints.real
     family: Family
+    _support_index = 2
 
     def __init__(self, *args, validate_args=None):
         args = promote_shapes(*(jnp.asarray(a, jnp.result_type(float)) for a in args))
@@ -80,29 +174,6 @@ class SkewMarginal(Distribution):
     def transform(self):
         return biject_to(self.support)
 
-    # ---- pieces of x --------------------------------------------------------------------
-    def _lead_shift(self, eps0, e):
-        """``loc + anchor_sd e + lead terms`` for outer nodes on trailing axes."""
-        a = [x[..., None] for x in self.args]
-        loc, _, _, _, anchor_sd, lead_loc, lead_scale, lead_skew, lead_tail, weight, soft = a
-        y0, _ = sinh_arcsinh(eps0, lead_skew, lead_tail)
-        return loc + anchor_sd * e + weight * y0 + soft * jax.nn.softplus(lead_loc + lead_scale * y0)
-
-    def _outer(self):
-        """Shifts ``(..., N)`` and log weights ``(N,)`` of the outer quadrature."""
-        eps0 = jnp.repeat(jnp.asarray(_GRID), _GH8.size)
-        e = jnp.tile(jnp.asarray(_GH8), _GRID.size)
-        log_w = jnp.log(jnp.outer(_GRID_W, _GH8_W).ravel())
-        return self._lead_shift(eps0, e), log_w
-
-    def _conditional(self, x):
-        """Conditional ``eps`` and ``log d eps / dx`` at unconstrained ``x`` (..., N)."""
-        shift, log_w = self._outer()
-        y = (x[..., None] - shift) / self.scale[..., None]
-        eps, log_slope = _inverse(y, self.skew[..., None], self.tail[..., None])
-        return eps, log_slope - jnp.log(self.scale[..., None]), log_w
-
-    # ---- distribution API -----------------------------------------------------------------
     def sample(self, key, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape
         k0, k1, k2 = jax.random.split(key, 3)
@@ -113,90 +184,44 @@ class SkewMarginal(Distribution):
              + self.lead_softplus * jax.nn.softplus(self.lead_loc + self.lead_scale * y0))
         return self.transform(x)
 
-    def log_prob_unconstrained(self, x):
-        """Log density of ``x`` (unconstrained), shape of ``x`` broadcast with the batch."""
-        eps, log_slope, log_w = self._conditional(x)
-        log_cond = -0.5 * eps**2 - 0.5 * jnp.log(2 * jnp.pi) + log_slope
-        return jax.nn.logsumexp(log_cond + log_w, axis=-1)
-
     def log_prob(self, value):
         x = self.transform.inv(value)
-        return (self.log_prob_unconstrained(x)
-                - self.transform.log_abs_det_jacobian(x, value))
-
-    def cdf_unconstrained(self, x):
-        eps, _, log_w = self._conditional(x)
-        return jnp.sum(jax.scipy.stats.norm.cdf(eps) * jnp.exp(log_w), axis=-1)
+        return _log_prob_x(self.args, x) - self.transform.log_abs_det_jacobian(x, value)
 
     def cdf(self, value):
         # Every bijection used here is increasing.
-        return self.cdf_unconstrained(self.transform.inv(value))
+        return _cdf_x(self.args, self.transform.inv(jnp.asarray(value)))
 
     def icdf(self, q):
-        q = jnp.broadcast_to(jnp.asarray(q, self.loc.dtype), self.batch_shape)
-        mean, sd = self._unconstrained_moments()
-
-        def bisect(_, bounds):
-            lo, hi = bounds
-            mid = (lo + hi) / 2
-            below = self.cdf_unconstrained(mid) < q
-            return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
-
-        # Chebyshev: the 0.001 and 0.999 quantiles lie within 40 sd of the mean.
-        lo, hi = jax.lax.fori_loop(0, _BISECTIONS, bisect, (mean - 40 * sd, mean + 40 * sd))
-        return self.transform((lo + hi) / 2)
-
-    def _expect(self, function):
-        """``E[function(x)]`` by Gauss-Hermite over ``(eps0, e, eps)``."""
-        eps0 = jnp.asarray(np.repeat(_GH24, _GH8.size))
-        e = jnp.asarray(np.tile(_GH8, _GH24.size))
-        shift = self._lead_shift(eps0, e)[..., :, None]                # (..., N, 24)
-        y, _ = sinh_arcsinh(jnp.asarray(_GH24), self.skew[..., None, None],
-                            self.tail[..., None, None])
-        x = shift + self.scale[..., None, None] * y
-        w = jnp.asarray(np.outer(np.outer(_GH24_W, _GH8_W).ravel(), _GH24_W))
-        return jnp.sum(function(x) * w, axis=(-2, -1))
-
-    def _unconstrained_moments(self):
-        mean = self._expect(lambda x: x)
-        return mean, jnp.sqrt(jnp.maximum(self._expect(lambda x: (x - mean[..., None, None]) ** 2),
-                                          0.0))
+        """Quantiles; ``q`` broadcasts against the batch shape (e.g. ``(L, 1)``)."""
+        return self.transform(_icdf_x(self.args, jnp.asarray(q, self.loc.dtype)))
 
     @property
     def mean(self):
-        return self._expect(self.transform)
+        return _transformed_moments(self.args, self._support_index)[0]
 
     @property
     def variance(self):
-        mean = self.mean
-        return self._expect(lambda x: (self.transform(x) - mean[..., None, None]) ** 2)
+        return _transformed_moments(self.args, self._support_index)[1]
 
     @property
     def mode(self):
-        mean, sd = self._unconstrained_moments()
-        steps = jnp.linspace(-6.0, 6.0, _MODE_POINTS)
-
-        def density(step):
-            x = mean + step * sd
-            value = self.transform(x)
-            return (self.log_prob_unconstrained(x)
-                    - self.transform.log_abs_det_jacobian(x, value))
-
-        log_density = jax.lax.map(density, steps)                       # (P, ...)
-        best = steps[jnp.argmax(log_density, axis=0)]
-        return self.transform(mean + best * sd)
+        return _mode(self.args, self._support_index)
 
 
 class SkewLogMarginal(SkewMarginal):
     support = constraints.positive
+    _support_index = 0
 
 
 class SkewLogitMarginal(SkewMarginal):
     support = constraints.unit_interval
+    _support_index = 1
 
 
 class SkewRealMarginal(SkewMarginal):
     support = constraints.real
+    _support_index = 2
 
 
 def _family(cls, name: str) -> Family:
@@ -218,6 +243,7 @@ SKEW_REAL = _family(SkewRealMarginal, "skew_normal")
 _BY_SUPPORT = ((constraints.positive, SkewLogMarginal),
                (constraints.unit_interval, SkewLogitMarginal),
                (constraints.real, SkewRealMarginal))
+_TRANSFORMS = (jnp.exp, jax.nn.sigmoid, lambda x: x)
 
 
 def skew_marginal(support, loc, scale, skew, tail, anchor_sd, lead=None) -> SkewMarginal:
