@@ -14,7 +14,14 @@ at the fitted ``p``. Families:
 - ``gauss``: full-covariance 2-D Normal ``z = m + L eps``;
 - ``sas``: elementwise sinh-arcsinh ``y_i = sinh((asinh(eps_i) + s_i) / t_i)`` then
   ``z = m + L y`` (skew ``s``, tail ``t``);
-- ``sas_banana``: as ``sas`` plus ``z_2 += c (y_1^2 - 1)``.
+- ``sas_banana``: as ``sas`` plus ``z_2 += c (y_1^2 - 1)``;
+- a ``_gf`` suffix puts the gate first (``log r`` given ``logit gate``), and
+  ``softplus`` adds ``c softplus(logit gate)`` to ``log r`` (``softplus_gf``,
+  ``sas_softplus_gf``: the ``skew_gene`` guide's block; ``sas_banana_gf``).
+
+``--guide-family`` picks the guide of the reference ``scribe.fit`` (its row
+``scribe_fit``); ``--lr`` and ``--fit-steps`` (no convergence stop) change its optimiser.
+Results: docs/models.md, "Diagnosis".
 
 Each has an exact log density (triangular Jacobian). Reported per family: coverage of the
 truth by the central 90 % marginal intervals (from draws), median sd ratio to the grid
