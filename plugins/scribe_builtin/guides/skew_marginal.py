@@ -14,7 +14,9 @@ integrals over ``(eps0, e)``: a 201-point trapezoid rule over ``eps0 in [-7.5, 7
 (a fine grid, since the conditional density can be narrower than the shift's range)
 times 8-point Gauss-Hermite over ``e``. Quantiles bisect the cdf; means and variances
 use Gauss-Hermite over ``(eps0, e, eps)`` (24 x 8 x 24 nodes); the mode is the best of
-257 grid points over ``mean(x) +- 6 sd(x)`` (resolution 0.05 sd of ``x``).
+257 grid points over ``mean(x) +- 6 sd(x)`` (resolution 0.05 sd of ``x``), NaN where that
+is an end of the grid (the density rises towards the support's boundary; ``get_map``'s
+``use_mean=True`` then gives the mean).
 """
 
 from __future__ import annotations
@@ -140,8 +142,11 @@ def _mode(args, support_index):
         x = mean + step * sd
         return _log_prob_x(args, x) - transform.log_abs_det_jacobian(x, transform(x))
 
-    best = steps[jnp.argmax(jax.lax.map(density, steps), axis=0)]
-    return transform(mean + best * sd)
+    index = jnp.argmax(jax.lax.map(density, steps), axis=0)
+    # At the grid's edge the density still rises towards the support's boundary (a wide
+    # logit or log marginal): no interior mode, NaN as for the LogitNormal family.
+    interior = (index > 0) & (index < _MODE_POINTS - 1)
+    return jnp.where(interior, transform(mean + steps[index] * sd), jnp.nan)
 
 
 _mode = jax.jit(_mode, static_argnums=1)
