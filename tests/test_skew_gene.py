@@ -212,3 +212,21 @@ def test_zinb_coverage_reaches_the_band():
         low, high = np.quantile(np.asarray(draws[name]), [0.05, 0.95], axis=0)
         covered = float(np.mean((truth[name] >= low) & (truth[name] <= high)))
         assert low_edge <= covered <= high_edge, (name, covered)
+
+
+def test_starts_where_joint_gene_starts():
+    """Same starting locations, scales and couplings as joint_gene; skew 0, tail 1 and
+    no softplus shift, so the starting guide is joint_gene's Normal."""
+    from scribe.svi.engine import initial_params
+
+    counts, _ = simulate_counts("zinb", 80, 6, seed=4)
+    skew = initial_params(ModelConfig("zinb", guide_family="skew_gene"), counts, seed=0)
+    joint = initial_params(ModelConfig("zinb", guide_family="joint_gene"), counts, seed=0)
+    for name, value in joint.items():
+        name = "r_joint_tril_gate" if name == "gate_joint_tril_r" else name
+        np.testing.assert_array_equal(np.asarray(skew[name]), np.asarray(value))
+    for site in ("r", "gate"):
+        np.testing.assert_array_equal(np.asarray(skew[f"{site}_joint_skew"]), 0.0)
+        np.testing.assert_array_equal(np.asarray(skew[f"{site}_joint_tail"]), 1.0)
+    np.testing.assert_array_equal(np.asarray(skew["r_joint_softplus_gate"]), 0.0)
+    assert len(skew) == len(joint) + 5
