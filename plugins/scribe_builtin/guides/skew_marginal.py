@@ -14,9 +14,10 @@ integrals over ``(eps0, e)``: a 201-point trapezoid rule over ``eps0 in [-7.5, 7
 (a fine grid, since the conditional density can be narrower than the shift's range)
 times 8-point Gauss-Hermite over ``e``. Quantiles bisect the cdf; means and variances
 use Gauss-Hermite over ``(eps0, e, eps)`` (24 x 8 x 24 nodes); the mode is the best of
-257 grid points over ``mean(x) +- 6 sd(x)`` (resolution 0.05 sd of ``x``), NaN where that
-is an end of the grid (the density rises towards the support's boundary; ``get_map``'s
-``use_mean=True`` then gives the mean).
+257 grid points over ``mean(x) +- 6 sd(x)`` (resolution 0.05 sd of ``x``; an end of the
+grid where the density rises towards the support's boundary). With a tail parameter
+below 1/2 the draws' tails grow faster than ``eps^2``, so ``E[exp(x)]`` (the mean of a
+positive site) is infinite and reported as ``inf``.
 """
 
 from __future__ import annotations
@@ -142,11 +143,11 @@ def _mode(args, support_index):
         x = mean + step * sd
         return _log_prob_x(args, x) - transform.log_abs_det_jacobian(x, transform(x))
 
-    index = jnp.argmax(jax.lax.map(density, steps), axis=0)
-    # At the grid's edge the density still rises towards the support's boundary (a wide
-    # logit or log marginal): no interior mode, NaN as for the LogitNormal family.
-    interior = (index > 0) & (index < _MODE_POINTS - 1)
-    return jnp.where(interior, transform(mean + steps[index] * sd), jnp.nan)
+    # Where the density rises towards the support's boundary (a wide logit or log
+    # marginal) this is the grid's end, a value near that boundary: kept finite, since
+    # NaN modes would make every mixture assignment built on get_map NaN.
+    best = steps[jnp.argmax(jax.lax.map(density, steps), axis=0)]
+    return transform(mean + best * sd)
 
 
 _mode = jax.jit(_mode, static_argnums=1)
