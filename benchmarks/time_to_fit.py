@@ -213,7 +213,9 @@ def staged_optimizer(staged: bool) -> dict:
 
 def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int,
                      n_steps: int | None = None, batch_size="auto",
-                     staged: bool = False, draws: bool = False) -> dict:
+                     staged: bool = False, draws: bool = False,
+                     guide_family: str | None = None, lr: float | None = None,
+                     tol: str | None = None) -> dict:
     import numpy as np
     import scipy.sparse as sp
 
@@ -232,8 +234,17 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
     draw_capture(draws)
     cap = {} if n_steps is None else {"n_steps": n_steps}
     cap["batch_size"] = batch_size      # "auto" by default here; scribe.fit's is None
+    if guide_family is not None:
+        cap["guide_family"] = guide_family
+    if tol is not None:
+        cap["tol"] = None if tol == "none" else float(tol)
+    if lr is not None:
+        from numpyro.optim import Adam
+
+        cap["optimizer"] = Adam(step_size=lr)
     results, timing = timed_fit(counts, model_type, k, seed=seed, **cap,
                                 **staged_optimizer(staged))
+    row["guide_family"], row["lr"], row["tol"] = results.model_config.guide_family, lr, tol
     row.update(timing)
     row.update(evaluate(results, counts, truth))
     row["parameterization"] = results.model_config.parameterization
@@ -290,7 +301,8 @@ def run_worker(task: dict) -> dict:
         return simulated_worker(task["model_type"], task["size"], task["seed"],
                                 task["reference_steps"], task.get("n_steps"),
                                 task.get("batch_size", "auto"), task.get("staged", False),
-                                task.get("draws", False))
+                                task.get("draws", False), task.get("guide_family"),
+                                task.get("lr"), task.get("tol"))
     return real_worker(task["model_type"], task["path"], task["seed"], task.get("n_steps"),
                        staged=task.get("staged", False))
 
@@ -328,6 +340,12 @@ def main() -> None:
                         "scribe.fit's own default is the full batch)")
     parser.add_argument("--staged-rate", action="store_true",
                         help="fit with StagedAdam((3e-2, 3e-3)) instead of the default optimiser")
+    parser.add_argument("--guide-families", nargs="+", default=[None],
+                        help="simulated fits: guide families, each fitted in turn per model type")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="simulated fits: Adam step size (default: fit's Adam(3e-3))")
+    parser.add_argument("--tol", default=None,
+                        help="simulated fits: convergence tol ('none': run all --n-steps)")
     parser.add_argument("--real", default=None, help="an .h5ad of raw counts")
     parser.add_argument("--skip-simulated", action="store_true")
     parser.add_argument("--draws", choices=("off", "on", "both"), default="off",
@@ -348,8 +366,9 @@ def main() -> None:
              reference_steps=args.reference_steps, n_steps=args.n_steps,
              batch_size=(args.batch_size if args.batch_size == "auto" else
                          None if args.batch_size == "none" else int(args.batch_size)),
-             staged=args.staged_rate, draws=draws)
-        for m in args.model_types for repeat in order for draws in repeat]
+             staged=args.staged_rate, draws=draws, guide_family=g, lr=args.lr, tol=args.tol)
+        for m in args.model_types for g in args.guide_families
+        for repeat in order for draws in repeat]
     if args.real:
         tasks += [dict(kind="real", model_type=m, path=args.real, seed=args.seed,
                        n_steps=args.n_steps, staged=args.staged_rate)

@@ -229,6 +229,9 @@ def family_of(distribution: Distribution) -> tuple[Family, tuple] | None:
     # Unwrap batch reshaping only: LogNormal is itself a transformed Normal.
     while isinstance(base, Independent | ExpandedDistribution):
         base = base.base_dist
+    # A plugin's distribution may name its own family (e.g. the skew_gene marginals).
+    if hasattr(base, "family_and_args"):
+        return base.family_and_args()
     if isinstance(base, BetaPrime):
         return BETA_PRIME, (base.concentration1, base.concentration0)
     if isinstance(base, LogitNormal):

@@ -28,6 +28,9 @@ def to_scipy(distribution):
     if found is None:
         raise ValueError(f"no scipy equivalent known for {type(distribution).__name__}")
     family, args = found
+    if family.name not in _CONVERTERS and family.name != "dirichlet":
+        raise ValueError(f"no scipy equivalent known for the {family.name!r} marginal of "
+                         f"{type(distribution).__name__}; use backend='numpyro'")
     args = [np.asarray(a, dtype=np.float64) for a in args]
     if family.name == "dirichlet":
         return _dirichlet(args[0])

@@ -36,8 +36,9 @@ C, G, K = 30, 8, 2
 # Registry, defaults and configuration
 # --------------------------------------------------------------------------------------
 def test_builtin_guide_families_registered():
-    assert plugins.available_guide_families() == ["joint_capture", "joint_gene", "mean_field"]
-    assert scribe.available_guide_families() == ["joint_capture", "joint_gene", "mean_field"]
+    names = ["joint_capture", "joint_gene", "mean_field", "skew_gene"]
+    assert plugins.available_guide_families() == names
+    assert scribe.available_guide_families() == names
 
 
 @pytest.mark.parametrize("model_type,expected", [

@@ -482,7 +482,7 @@ def test_hurdle_fit_runs_with_finite_losses(hurdle):
 def test_third_party_guide_family_registers_and_fits(install):
     install("scribe_test_guide", {"test_guide": "scribe_test_guide"})
     assert scribe.available_guide_families() == ["joint_capture", "joint_gene", "mean_field",
-                                                 "wide_start"]
+                                                 "skew_gene", "wide_start"]
     config = scribe.ModelConfig("zinb", "standard", guide_family="wide_start")
     counts, _ = simulate_counts("zinb", 40, 6, seed=1)
     from scribe.svi.engine import initial_params

@@ -227,11 +227,13 @@ class JointGene(GuideFamily):
         return params
 
 
-def _sample_delta(site: Site, unconstrained: jnp.ndarray):
-    """Sample ``site`` at its bijection of ``unconstrained``, with the Jacobian's density."""
+def _sample_delta(site: Site, unconstrained: jnp.ndarray, extra_log_density=0.0):
+    """Sample ``site`` at its bijection of ``unconstrained``, with the Jacobian's density
+    (plus ``extra_log_density``, elementwise, e.g. a further map's log-Jacobian)."""
     transform = biject_to(site.family.support)
     value = transform(unconstrained)
     # q(value) = q(z) / |d value / d z|: the Delta carries -log|J|.
-    log_density = -jnp.sum(transform.log_abs_det_jacobian(unconstrained, value))
+    log_density = jnp.sum(extra_log_density
+                          - transform.log_abs_det_jacobian(unconstrained, value))
     return numpyro.sample(site.name, Delta(value, log_density=log_density,
                                            event_dim=jnp.ndim(value)))
