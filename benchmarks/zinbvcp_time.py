@@ -77,6 +77,9 @@ def one_fit(counts, truth, *, seed, batch_size, prior, rate, staged, n_steps, to
                n_steps_run=int(results.n_steps_run), converged=bool(results.converged))
     losses = np.asarray(results.loss_history)
     row["final_loss"] = float(np.median(losses[-200:]))
+    # Median loss of each 100 steps: is it still falling where the stop fired?
+    row["loss_per_100"] = [float(np.median(losses[i:i + 100]))
+                           for i in range(0, losses.size - 99, 100)]
     row["timings"] = {k: round(float(v), 3) for k, v in results.timings.items()}
     t = results.timings
     if t.get("loop_steps"):
@@ -84,7 +87,22 @@ def one_fit(counts, truth, *, seed, batch_size, prior, rate, staged, n_steps, to
         row["step_cpu_ms"] = 1e3 * t["loop_cpu_s"] / t["loop_steps"]
     row["r_prior"] = [float(np.mean(v)) for v in results.model_config.priors.get("r", ())]
     row.update(evaluate(results, counts, truth))
+    row["sides"] = missed_sides(results, truth)
     return row
+
+
+def missed_sides(results, truth, n_draws: int = 400) -> dict:
+    """Fractions of truths below and above the central 90 % interval (which way the
+    misses go: a bias along a ridge misses on one side, a narrow guide on both)."""
+    import numpy as np
+
+    draws = results.get_posterior_samples(n_samples=n_draws, store_samples=False)
+    out = {}
+    for name in ("r", "gate", "p_hat"):
+        values = np.asarray(draws[name])
+        low, high = np.quantile(values, [0.05, 0.95], axis=0)
+        out[name] = [float(np.mean(truth[name] < low)), float(np.mean(truth[name] > high))]
+    return out
 
 
 def main() -> None:
