@@ -16,7 +16,7 @@ the exact likelihood needs ``sum_g B_cg`` for every cell: dense ``C x G`` work p
 
 Autodiff of :func:`jax.numpy.logaddexp` (its ``where``-guarded derivative, summed over
 cells) measured about three times slower per step on two CPU cores, and four separate
-reductions over a recomputed ``sigmoid(d)`` 1.55x slower than the matrix products
+reductions over a recomputed ``sigmoid(d)`` 1.49x slower than the matrix products
 (value and gradient at 2,048 x 2,000, CPU time; docs/benchmarks.md).
 :func:`log_sigmoid` is the per-non-zero correction ``log(1 - gate) + r log(1 - p_hat) -
 B = log sigmoid(d)`` with the same cheap derivative.
