@@ -23,6 +23,7 @@ from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
 from scribe.svi.engine import SVIInferenceEngine, canonical_guess
 from scribe.svi.factory import SVIResultsFactory
 from scribe.svi.results import ScribeSVIResults
+from scribe.svi.staged_rate import StagedAdam
 from scribe.validation import (
     check_bool,
     check_loss,
@@ -37,10 +38,22 @@ DEFAULT_PATIENCE = 3
 # Adam 3e-3: measured against 1e-3 ... 3e-2, decaying schedules and ClippedAdam in
 # benchmarks/optimizer_choice.py (docs/models.md, "Convergence and the default optimiser").
 DEFAULT_LEARNING_RATE = 3e-3
+#: Model types whose default optimiser is ``StagedAdam(rates)``: a high rate until the
+#: stop fires, then the default rate until it fires again. zinbvcp drifts for thousands
+#: of steps along its r / gate / capture ridges; at 20,000 x 2,000 the staged rate stops
+#: after 0.56x the steps with errors near those of a 3x longer Adam(3e-3) fit
+#: (docs/benchmarks.md, "zinbvcp: where the time goes").
+STAGED_RATES = {"zinbvcp": (3e-2, DEFAULT_LEARNING_RATE)}
 
 
-def default_optimizer():
-    """``scribe.fit``'s optimiser when none is given: Adam at ``DEFAULT_LEARNING_RATE``."""
+def default_optimizer(model_type: str | None = None, stopping: bool = True):
+    """``scribe.fit``'s optimiser when none is given for ``model_type``: Adam at
+    ``DEFAULT_LEARNING_RATE``, or :class:`~scribe.svi.staged_rate.StagedAdam` over
+    ``STAGED_RATES[model_type]`` for the types listed there when the convergence stop is
+    on (``stopping``; without it a staged rate would never leave its first stage)."""
+    rates = STAGED_RATES.get(model_type)
+    if rates is not None and stopping:
+        return StagedAdam(rates)
     return Adam(step_size=DEFAULT_LEARNING_RATE)
 
 
@@ -143,12 +156,14 @@ def fit(
     layer : str, optional
         AnnData layer (None: ``.X``).
     cells_axis : {0, 1}, default 0
-    optimizer : numpyro optimizer, default Adam(step_size=0.003)
-        The default was chosen by measurement (docs/models.md); ``run_inference`` keeps
-        the seed's Adam(0.001). :class:`scribe.svi.staged_rate.StagedAdam` lowers the
-        rate each time the convergence stop fires (e.g. ``StagedAdam((3e-2, 3e-3))``:
-        about 2.4x fewer steps for nbvcp/zinbvcp on real counts; docs/benchmarks.md
-        "Capture models: where the steps go").
+    optimizer : numpyro optimizer, optional
+        None: Adam(step_size=0.003), chosen by measurement (docs/models.md), except
+        ``zinbvcp``: ``StagedAdam((3e-2, 3e-3))`` (``STAGED_RATES``; fewer steps to lower
+        errors, docs/benchmarks.md). ``run_inference`` keeps the seed's Adam(0.001).
+        :class:`scribe.svi.staged_rate.StagedAdam` lowers the rate each time the
+        convergence stop fires (about 2.4x fewer steps for nbvcp/zinbvcp on real
+        counts; docs/benchmarks.md "Capture models: where the steps go"); given with
+        ``tol=None`` it stays at its first rate (the zinbvcp default is then Adam(3e-3)).
     loss : numpyro ELBO, default TraceMeanField_ELBO()
     stable_update : bool, default True
     progress : bool, default True
@@ -254,7 +269,8 @@ def fit(
     monitor = ConvergenceMonitor(tol=tol, patience=patience)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
-        optimizer=default_optimizer() if optimizer is None else optimizer,
+        optimizer=(default_optimizer(model_type, monitor.enabled) if optimizer is None
+                   else optimizer),
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,
         stable_update=stable_update, progress=progress, stopping=monitor, devices=devices,

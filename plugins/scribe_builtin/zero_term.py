@@ -8,11 +8,16 @@ the exact likelihood needs ``sum_g B_cg`` for every cell: dense ``C x G`` work p
 
 * the forward pass is one fused expression, ``max(d, 0) + log1p(exp(-|d|))`` summed over
   genes (no overflow for any ``d``);
-* the backward pass recomputes ``d`` and uses ``sigmoid(d) = dB/d(log(1 - gate) + r
-  log(1 - p_hat))`` in three reductions, so nothing of size ``C x G`` is stored.
+* the backward pass recomputes ``d`` block by block of cells and uses ``s = sigmoid(d) =
+  dB/d(log(1 - gate) + r log(1 - p_hat))`` and ``sigmoid(-d)``: the per-gene sums over
+  cells are one matrix product ``[ct, ct log_q] @ s`` and ``ct @ sigmoid(-d)``, the
+  per-cell sum ``s @ r``. Nothing of size ``C x G`` is kept between the passes, and the
+  backward pass holds at most :data:`BLOCK_CELLS` ``x G`` of it at a time.
 
 Autodiff of :func:`jax.numpy.logaddexp` (its ``where``-guarded derivative, summed over
-cells) measured about three times slower per step on two CPU cores (docs/benchmarks.md).
+cells) measured about three times slower per step on two CPU cores, and four separate
+reductions over a recomputed ``sigmoid(d)`` 1.49x slower than the matrix products
+(value and gradient at 2,048 x 2,000, CPU time; docs/benchmarks.md).
 :func:`log_sigmoid` is the per-non-zero correction ``log(1 - gate) + r log(1 - p_hat) -
 B = log sigmoid(d)`` with the same cheap derivative.
 """
@@ -84,18 +89,41 @@ def _forward(log_gate, log_kept, r, log_q):
     return _log_zero_cell_sums(log_gate, log_kept, r, log_q), (log_gate, log_kept, r, log_q)
 
 
+#: Cells per block of the backward pass: bounds its ``(block, G)`` temporaries (two
+#: float32 matrices, 64 MB at 2,000 genes) whatever the batch.
+BLOCK_CELLS = 4096
+
+
+def _block_gradients(log_gate, log_kept, r, log_q, cotangent):
+    """Cotangents of ``log_gate, log_kept, r`` (summed over the block) and ``log_q``."""
+    # dB/d(log_kept + r log_q) = sigmoid(d); dB/d(log_gate) = sigmoid(-d).
+    d = _logit_kept(log_gate, log_kept, r, log_q)
+    kept = jax.nn.sigmoid(d)
+    sums = jnp.stack([cotangent, cotangent * log_q]) @ kept      # (2, G)
+    d_log_q = cotangent * (kept @ r)
+    # sigmoid(-d) itself, not 1 - sigmoid(d): sigmoid(d) is close to 1 for small gates,
+    # and the difference would cancel.
+    d_gate = cotangent @ jax.nn.sigmoid(-d)
+    return d_gate, sums[0], sums[1], d_log_q
+
+
 def _backward(residuals, cotangent):
     log_gate, log_kept, r, log_q = residuals
-    # dB/d(log_kept + r log_q) = sigmoid(d); dB/d(log_gate) = 1 - sigmoid(d).
-    d = _logit_kept(log_gate, log_kept, r, log_q)
-    weighted = cotangent[:, None] * jax.nn.sigmoid(d)
-    d_kept = jnp.sum(weighted, axis=0)
-    d_r = jnp.sum(weighted * log_q[:, None], axis=0)
-    d_log_q = jnp.sum(weighted * r, axis=-1)
-    # Summed directly, not as sum(cotangent) - d_kept: sigmoid(d) is close to 1 for
-    # small gates, and the difference would cancel.
-    d_gate = jnp.sum(cotangent[:, None] * jax.nn.sigmoid(-d), axis=0)
-    return d_gate, d_kept, d_r, d_log_q
+    n_cells = log_q.shape[0]
+    if n_cells <= BLOCK_CELLS:
+        return _block_gradients(log_gate, log_kept, r, log_q, cotangent)
+    # Padded cells have a zero cotangent: they add nothing to the gene sums.
+    pad = -n_cells % BLOCK_CELLS
+    blocks = (jnp.pad(log_q, (0, pad)).reshape(-1, BLOCK_CELLS),
+              jnp.pad(cotangent, (0, pad)).reshape(-1, BLOCK_CELLS))
+
+    def block(total, inputs):
+        d_gate, d_kept, d_r, d_log_q = _block_gradients(log_gate, log_kept, r, *inputs)
+        return (total[0] + d_gate, total[1] + d_kept, total[2] + d_r), d_log_q
+
+    zeros = jnp.zeros_like(r)
+    (d_gate, d_kept, d_r), d_log_q = jax.lax.scan(block, (zeros, zeros, zeros), blocks)
+    return d_gate, d_kept, d_r, d_log_q.reshape(-1)[:n_cells]
 
 
 _log_zero_cell_sums.defvjp(_forward, _backward)
