@@ -22,8 +22,9 @@ It is switched on only where this is exact: a non-mixture model type whose likel
 offers it, a capture site that is ``nu``, ``1 - nu`` (Beta) or an odds of ``nu``
 (BetaPrime), a guide whose capture factor is that family's own (checked at each trace: a
 ``joint_capture`` factor is left alone), loss exactly ``TraceMeanField_ELBO`` (another
-ELBO would use the factor's density at the point), counts as one
-:class:`~scribe.counts.SparseCounts` (not split across devices). Only training changes:
+ELBO would use the factor's density at the point), counts held whole
+(:class:`~scribe.counts.SparseCounts`, or :class:`~scribe.shard.counts.ShardedCounts`
+split across devices, whose cell totals come back in the cells' order). Only training changes:
 posterior draws, predictive and denoising read the Beta factor as before.
 """
 
@@ -147,7 +148,7 @@ class ExpectedCapture(Messenger):
 
     def __call__(self, *args, **kwargs):
         counts = kwargs.get("counts", args[2] if len(args) > 2 else None)
-        self._reset(counts.cell_totals if isinstance(counts, SparseCounts) else None)
+        self._reset(_cell_totals(counts))
         with self:
             if self._totals is not None:
                 # A key for the exact fallback draw (None outside a seed handler: then
@@ -189,6 +190,17 @@ class ExpectedCapture(Messenger):
             if all(site.name in self._values for site in block.sites):
                 canonical.update(block.to_canonical(self._values))
         return canonical
+
+
+def _cell_totals(counts):
+    """UMI totals ``(C,)`` in the cells' order, for a full matrix on one device or
+    split across devices; None for anything else (then the capture is drawn)."""
+    from scribe.shard.counts import ShardedCounts
+    if isinstance(counts, SparseCounts):
+        return counts.cell_totals
+    if isinstance(counts, ShardedCounts) and not counts.is_batch:
+        return counts.cell_totals
+    return None
 
 
 def training_guide(guide, loss, enabled: bool = True):

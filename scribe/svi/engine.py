@@ -245,7 +245,7 @@ class SVIInferenceEngine:
             computed here.
         expected_capture : bool, default True
             Where it is exact (nbvcp, mean-field Beta/BetaPrime capture factor, loss
-            ``TraceMeanField_ELBO``, one device), take the ELBO's expectation over each
+            ``TraceMeanField_ELBO``; one device or several), take the ELBO's expectation over each
             cell's capture in closed form instead of drawing the capture
             (:mod:`scribe.expected_capture`): the same objective with an exact capture
             term, cheaper steps. False: draw it. The fitted parameters mean the same
@@ -306,7 +306,7 @@ class SVIInferenceEngine:
             init = None
 
         model, guide = resolve_model_and_guide(model_config)
-        if composed and cell_mesh is None:
+        if composed:
             guide = training_guide(guide, loss, expected_capture)
         if cell_mesh is not None and batch_size is not None:
             model = StratifiedCells(model, cell_mesh.layout, batch_size)
