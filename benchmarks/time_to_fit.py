@@ -79,8 +79,13 @@ def component_order(results, counts, truth) -> tuple:
 
     import numpy as np
 
+    # At the means where a mode is undefined (use_mean=True), as ``evaluate``'s get_map:
+    # with the contract's use_mean=False a Beta/BetaPrime factor with a concentration
+    # <= 1 (a gate near 0, a capture near 0) makes every cell's probabilities NaN, and
+    # argmax then puts every cell in component 0 (zinbvcp_mix's "ARI 0.0",
+    # docs/benchmarks.md "zinbvcp_mix: no collapse").
     probabilities = np.asarray(results.cell_type_probabilities_map(
-        counts, batch_size=2048, verbose=False)["probabilities"])
+        counts, batch_size=2048, verbose=False, use_mean=True)["probabilities"])
     labels = probabilities.argmax(axis=1)
     k = probabilities.shape[1]
     confusion = np.zeros((k, k))
@@ -104,6 +109,7 @@ def evaluate(results, counts, truth, n_draws: int = 400) -> dict:
     if config.is_mixture:
         labels, order = component_order(results, counts, truth)
         row["ari"] = adjusted_rand_index(truth["assignment"], labels)
+        row["collapse"] = getattr(results, "collapse", None)
     r_hat = estimate["r"][order]
     row["r_error"] = float(np.median(np.abs(r_hat / truth["r"] - 1)))
     row["r_coverage"] = coverage(draws["r"][:, order] if config.is_mixture else draws["r"],
