@@ -19,6 +19,7 @@ from scribe.empirical_prior import with_empirical_prior
 from scribe.fit_counts import stream_for_fit
 from scribe.plugins import lookup_model_type
 from scribe.shard.devices import check_sharded_fit, resolve_devices
+from scribe.svi.collapse import detect_collapse
 from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
 from scribe.svi.engine import SVIInferenceEngine, canonical_guess
 from scribe.svi.factory import SVIResultsFactory
@@ -213,7 +214,10 @@ def fit(
         ``n_nonfinite_steps``, ``divergence_step`` and ``diverged`` record non-finite
         steps; a fit with any warns, and a diverged fit (its loss never finite again)
         keeps the last parameters at which the loss was finite, is not ``converged``,
-        and warns to lower the learning rate.
+        and warns to lower the learning rate. Mixtures: ``collapse`` / ``collapsed``
+        record components that ended empty (fewer than one expected cell) or
+        indistinguishable from another (:mod:`scribe.svi.collapse`); a collapsed fit
+        warns (``RuntimeWarning``).
 
     Raises
     ------
@@ -290,6 +294,15 @@ def fit(
     results = SVIResultsFactory.create_results(run, config, adata, counts, n_cells, n_genes,
                                                config.model_type, config.n_components,
                                                prior_params, converged=monitor.converged)
+    if not divergence.diverged:
+        # Components that went empty or identical converge like any others: only the
+        # posterior shows it (scribe.svi.collapse).
+        collapse = detect_collapse(results)
+        if collapse is not None:
+            results._set_collapse(collapse)
+            collapse_message = collapse.message(config.n_components)
+            if collapse_message is not None:
+                warnings.warn(collapse_message, RuntimeWarning, stacklevel=2)
     if isinstance(counts, StreamedCounts):
         record_sample(results, counts, config)
     # Wall seconds of the setup phases and the loop (benchmarks; not saved with results).

@@ -38,6 +38,7 @@ from scribe.stats import (
     fit_dirichlet_minka,
     pairwise_component_divergences,
 )
+from scribe.svi.assignment_nan import warn_nan_probabilities
 from scribe.svi.loglik import ADDITIVE, MULTIPLICATIVE, LogLikelihoodEvaluator
 from scribe.svi.stream_loglik import streamed_log_likelihood
 from scribe.validation import (
@@ -395,7 +396,9 @@ class AnalysesMixin:
             counts, batch_size=batch_size, return_by="cell", cells_axis=cells_axis,
             split_components=True, weights=weights, weight_type=weight_type,
             use_mean=use_mean, verbose=verbose, dtype=dtype, devices=devices)
-        return {"probabilities": assignment_probabilities(log_lik, temperature)}
+        probabilities = assignment_probabilities(log_lik, temperature)
+        warn_nan_probabilities(probabilities, use_mean)
+        return {"probabilities": probabilities}
 
     # ---- normalisation ------------------------------------------------------------------
     def normalize_counts(self, rng_key=_DEFAULT_KEY, n_samples_dirichlet: int = 1,

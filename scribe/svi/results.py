@@ -18,6 +18,7 @@ from scribe.scipy_backend import to_scipy
 from scribe.svi import idata, layout, nested
 from scribe.svi.analyses import AnalysesMixin
 from scribe.svi.biology import BiologyMixin
+from scribe.svi.collapse import CollapseRecordMixin
 from scribe.svi.metadata import PRIORS_ATTR
 from scribe.svi.model_view import distribution_mode_and_mean
 from scribe.svi.run_record import RunRecordMixin
@@ -64,7 +65,8 @@ def _frame_copy(frame):
     return frame.to_memory() if hasattr(frame, "to_memory") else frame.copy()
 
 
-class ScribeSVIResults(AnalysesMixin, BiologyMixin, RunRecordMixin, ResultsStore):
+class ScribeSVIResults(AnalysesMixin, BiologyMixin, RunRecordMixin, CollapseRecordMixin,
+                       ResultsStore):
     """Results of SCRIBE variational inference: variational parameters, loss history,
     dataset dimensions, model configuration, optional AnnData metadata and samples.
 
