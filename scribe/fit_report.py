@@ -215,8 +215,10 @@ class _Report:
         weights = results.get_map(use_mean=True, verbose=False)["mixing_weights"]
         parts.append(H.figure_png(pl.mixture_weights(weights).figure))
         if self.matrix is not None:
+            # Means where a mode is undefined (as the AnnData write-back): at the modes
+            # a gate near 0 makes every row NaN (scribe.svi.assignment_nan).
             probabilities = results.cell_type_probabilities_map(
-                self.matrix, verbose=False)["probabilities"]
+                self.matrix, use_mean=True, verbose=False)["probabilities"]
             parts.append(H.figure_png(pl.assignments(np.asarray(probabilities)).figure))
         self.body.append(H.section("Mixture components", *parts))
 
