@@ -132,6 +132,16 @@ def pair_distances(moments: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nda
     return distance, n_terms
 
 
+def _mean_weights(results, factors: dict) -> np.ndarray:
+    """Posterior mean of the mixing weights ``(K,)``: the Dirichlet factor's own mean when
+    there is one (no other site evaluated), else ``get_map(point="mean")``'s."""
+    factor = factors.get("mixing_weights")
+    if factor is not None:
+        return np.asarray(factor.mean, float).reshape(-1)
+    return np.asarray(results.get_map(point="mean", verbose=False)["mixing_weights"],
+                      float).reshape(-1)
+
+
 def _prior_pseudo_counts(results, n_components: int) -> np.ndarray:
     """The Dirichlet prior's concentrations of the mixing weights ``(K,)`` (0 for a
     parameterization without a Dirichlet weight site)."""
@@ -151,13 +161,13 @@ def detect_collapse(results) -> Collapse | None:
     if not results.model_config.is_mixture:
         return None
     n_components = int(results.n_components)
-    weights = np.asarray(results.get_map(point="mean", verbose=False)["mixing_weights"],
-                         float).reshape(-1)
+    factors = results._view.posterior_distributions(results.params)
+    weights = _mean_weights(results, factors)
     expected = weights * (results.n_cells + _prior_pseudo_counts(results, n_components).sum())
     expected -= _prior_pseudo_counts(results, n_components)
     empty = tuple(int(k) for k in np.flatnonzero(expected < MIN_COMPONENT_CELLS))
     moments = []
-    for factor in results._view.posterior_distributions(results.params).values():
+    for factor in factors.values():
         if tuple(factor.batch_shape) == (n_components, results.n_genes) \
                 and not factor.event_shape:
             moments.append(unconstrained_moments(factor))
