@@ -158,8 +158,8 @@ def detect_collapse(results) -> Collapse | None:
     ----------
     results : ScribeSVIResults
     """
-    if not results.model_config.is_mixture:
-        return None
+    if not results.model_config.is_mixture or results._view.composition is None:
+        return None     # a plugin's own model type: no declared sites to compare
     n_components = int(results.n_components)
     factors = results._view.posterior_distributions(results.params)
     weights = _mean_weights(results, factors)
