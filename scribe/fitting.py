@@ -24,6 +24,7 @@ from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
 from scribe.svi.engine import SVIInferenceEngine, canonical_guess
 from scribe.svi.factory import SVIResultsFactory
 from scribe.svi.results import ScribeSVIResults
+from scribe.svi.runaway import loss_runaway
 from scribe.svi.staged_rate import StagedAdam
 from scribe.validation import (
     check_bool,
@@ -283,7 +284,11 @@ def fit(
     message = divergence.message(len(run.losses))
     if message is not None:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
-    if monitor.enabled and not monitor.converged and not divergence.diverged:
+    runaway = loss_runaway(run.losses)
+    if runaway is not None:
+        warnings.warn(runaway, RuntimeWarning, stacklevel=2)
+    if (monitor.enabled and not monitor.converged and not divergence.diverged
+            and runaway is None):
         warnings.warn(
             f"the fit did not converge within n_steps={int(n_steps)} steps (relative loss "
             f"improvement per 100 steps {_format(monitor.improvement)}, tol={tol:g}); "
@@ -293,7 +298,8 @@ def fit(
                     else dict(config.priors))
     results = SVIResultsFactory.create_results(run, config, adata, counts, n_cells, n_genes,
                                                config.model_type, config.n_components,
-                                               prior_params, converged=monitor.converged)
+                                               prior_params,
+                                               converged=monitor.converged and runaway is None)
     if not divergence.diverged:
         # Components that went empty or identical converge like any others: only the
         # posterior shows it (scribe.svi.collapse).

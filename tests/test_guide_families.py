@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from numpyro import handlers
 from numpyro.optim import Adam
 from scipy import integrate, special, stats
 
@@ -26,6 +25,7 @@ from scribe.families import LOGIT_NORMAL, family_of
 from scribe.logit_normal import LogitNormal, logitnorm
 from scribe.simulate import simulate_counts
 from scribe.svi import ScribeSVIResults
+from tests._guide_params import guide_trace, hand_params
 
 BASES = ("nbdm", "zinb", "nbvcp", "zinbvcp")
 PARAMETERIZATIONS = ("standard", "linked", "odds_ratio", "unconstrained")
@@ -111,25 +111,11 @@ def test_family_of_recognises_logit_normal():
 # The joint guide's density, entropy and draws
 # --------------------------------------------------------------------------------------
 def _joint_params(config, n_cells=C, n_genes=G, seed=0) -> dict:
-    """Hand-chosen parameters of every declared variational parameter."""
-    rng = np.random.default_rng(seed)
-    declared = Composition(config).variational_params(n_cells, n_genes)
-    params = {}
-    for name, param in declared.items():
-        if param.constraint is scribe.families.constraints.real:
-            low, high = (-0.8, 0.8) if ("tril" in name or "_on_" in name) else (-1.0, 1.0)
-            value = rng.uniform(low, high, param.shape)
-        else:
-            value = rng.uniform(0.2, 0.6, param.shape) if "scale" in name \
-                else rng.uniform(2.0, 9.0, param.shape)
-        params[name] = jnp.asarray(value, jnp.float32)
-    return params
+    return hand_params(config, n_cells, n_genes, seed)
 
 
 def _guide_trace(config, params, key=0, n_cells=C, n_genes=G):
-    guide = Composition(config).guide
-    seeded = handlers.seed(handlers.substitute(guide, data=params), key)
-    return handlers.trace(seeded).get_trace(n_cells, n_genes)
+    return guide_trace(config, params, n_cells, n_genes, key)
 
 
 def test_joint_guide_density_matches_scipy_multivariate_normal():

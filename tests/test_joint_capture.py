@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from numpyro import handlers
 from numpyro.infer import Trace_ELBO
 from numpyro.optim import Adam
 from scipy import special, stats
@@ -24,30 +23,17 @@ from scribe.compose import Composition
 from scribe.counts import SparseCounts
 from scribe.simulate import simulate_counts
 from scribe.svi import ScribeSVIResults
+from tests._guide_params import guide_trace, hand_params
 
 C, G = 30, 8
 
 
 def _params(config, n_cells=C, n_genes=G, seed=0) -> dict:
-    """Hand-chosen values of every declared variational parameter."""
-    rng = np.random.default_rng(seed)
-    declared = Composition(config).variational_params(n_cells, n_genes)
-    params = {}
-    for name, param in declared.items():
-        if param.constraint is scribe.families.constraints.real:
-            low, high = (-0.8, 0.8) if ("tril" in name or "_on_" in name) else (-1.0, 1.0)
-            value = rng.uniform(low, high, param.shape)
-        else:
-            value = rng.uniform(0.2, 0.6, param.shape) if "scale" in name \
-                else rng.uniform(2.0, 9.0, param.shape)
-        params[name] = jnp.asarray(value, jnp.float32)
-    return params
+    return hand_params(config, n_cells, n_genes, seed)
 
 
 def _trace(config, params, key=0):
-    guide = Composition(config).guide
-    seeded = handlers.seed(handlers.substitute(guide, data=params), key)
-    return handlers.trace(seeded).get_trace(C, G)
+    return guide_trace(config, params, C, G, key)
 
 
 def test_registered_and_declares_coupled_cell_parameters():

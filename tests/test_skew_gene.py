@@ -21,28 +21,13 @@ from scribe.compose import Composition
 from scribe.families import family_of
 from scribe.simulate import simulate_counts
 from scribe.svi import ScribeSVIResults
+from tests._guide_params import hand_params
 
 C, G, K = 30, 7, 2
 
 
 def _params(config, n_cells=C, n_genes=G, seed=0) -> dict:
-    """Hand-chosen values of every declared parameter, shape parameters away from their
-    identity start (skew, tail, softplus shift) so that every term is exercised."""
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, param in Composition(config).variational_params(n_cells, n_genes).items():
-        if name.endswith("_tail"):
-            value = rng.uniform(0.6, 1.5, param.shape)
-        elif name.endswith("_skew") or "_softplus_" in name:
-            value = rng.uniform(-0.8, 0.8, param.shape)
-        elif param.constraint is scribe.families.constraints.real:
-            low, high = (-0.8, 0.8) if ("tril" in name or "_on_" in name) else (-1.0, 1.0)
-            value = rng.uniform(low, high, param.shape)
-        else:
-            value = rng.uniform(0.2, 0.6, param.shape) if "scale" in name \
-                else rng.uniform(2.0, 9.0, param.shape)
-        params[name] = jnp.asarray(value, jnp.float32)
-    return params
+    return hand_params(config, n_cells, n_genes, seed, shape_params=True)
 
 
 def _sas(eps, skew, tail):

@@ -162,15 +162,30 @@ class JointGene(GuideFamily):
                 _sample_delta(site, shared_z[..., anchors.index(site)])
                 continue
             if gene_z is None:
-                loc, tril, coupling = self._gene_params(joint, anchors, get)
-                if anchors:
-                    loc = loc + jnp.sum(coupling * _align(shared_z - a_loc), axis=-1)
-                gene_z = numpyro.sample(
-                    GENE_LATENT, MultivariateNormal(loc, scale_tril=tril).to_event(loc.ndim - 1),
-                    infer={"is_auxiliary": True})
-            _sample_delta(site, gene_z[..., joint.index(site)])
+                gene_z, extra = self.draw_gene_block(composition, get, shared_z)
+            index = joint.index(site)
+            _sample_delta(site, gene_z[..., index],
+                          extra_log_density=0.0 if extra is None else extra[..., index])
         anchor_eps = None if shared_z is None else (shared_z - a_loc) / a_scale
         self.sample_joint_cell_sites(composition, n_cells, n_genes, batch_size, anchor_eps)
+
+    def draw_gene_block(self, composition, get, shared_z):
+        """Draw the gene block's unconstrained values ``(..., d)`` (auxiliary site
+        ``GENE_LATENT``) given the anchors' draw ``shared_z`` (or None).
+
+        Returns ``(gene_z, extra)``: ``extra`` ``(..., d)`` is added to each site's
+        Delta log-density (a further map's log-Jacobian), or None. Here a Normal with a
+        lower-triangular scale, shifted by the anchors.
+        """
+        joint, anchors = self.joint_sites(composition), self.anchor_sites(composition)
+        loc, tril, coupling = self._gene_params(joint, anchors, get)
+        if anchors:
+            a_loc, _ = self._anchor_params(anchors, get)
+            loc = loc + jnp.sum(coupling * _align(shared_z - a_loc), axis=-1)
+        gene_z = numpyro.sample(
+            GENE_LATENT, MultivariateNormal(loc, scale_tril=tril).to_event(loc.ndim - 1),
+            infer={"is_auxiliary": True})
+        return gene_z, None
 
     def sample_joint_cell_sites(self, composition, n_cells: int, n_genes: int,
                                 batch_size: int | None, anchor_eps) -> None:

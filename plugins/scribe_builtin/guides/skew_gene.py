@@ -42,10 +42,8 @@ from scribe.parameterization import GENE, Site
 
 from .joint_gene import (
     GENE_LATENT,
-    SHARED_LATENT,
     JointGene,
     _align,
-    _sample_delta,
     loc_name,
     marginal_family,
     scale_name,
@@ -121,45 +119,25 @@ class SkewGene(JointGene):
         return skew, tail, bend
 
     # ---- the guide -----------------------------------------------------------------------
-    def guide(self, composition, n_cells: int, n_genes: int, counts=None,
-              batch_size: int | None = None) -> None:
+    def draw_gene_block(self, composition, get, shared_z):
         joint, anchors = self.joint_sites(composition), self.anchor_sites(composition)
-        get = self._getter(composition, None, n_genes)
-        shared_z = gene_z = None
-        for site in composition.global_sites:
-            if site not in joint and site not in anchors:
-                self.sample_global_site(composition, site, n_cells, n_genes)
-                continue
-            if shared_z is None and anchors:
-                a_loc, a_scale = self._anchor_params(anchors, get)
-                shared_z = numpyro.sample(
-                    SHARED_LATENT, Normal(a_loc, a_scale).to_event(a_loc.ndim),
-                    infer={"is_auxiliary": True})
-            if site in anchors:
-                _sample_delta(site, shared_z[..., anchors.index(site)])
-                continue
-            if gene_z is None:
-                loc, tril, coupling = self._gene_params(joint, anchors, get)
-                skew, tail, bend = self._shape_params(composition, get)
-                eps = numpyro.sample(GENE_LATENT, Normal(jnp.zeros_like(loc), 1.0)
-                                     .to_event(loc.ndim), infer={"is_auxiliary": True})
-                y, log_slope = sinh_arcsinh(eps, skew, tail)
-                w = loc + jnp.einsum("...ij,...j->...i", tril, y)
-                gene_z = w + jnp.einsum("...ij,...j->...i", bend, jax.nn.softplus(w))
-                if anchors:
-                    # Added after the shift, so each coordinate's anchor term is an
-                    # independent Normal given eps (what keeps the marginals exact).
-                    gene_z = gene_z + jnp.sum(coupling * _align(shared_z - a_loc), axis=-1)
-                # Diagonal of dz/deps: L_ii y_i'(eps_i).
-                log_diag = jnp.log(jnp.diagonal(tril, axis1=-2, axis2=-1)) + log_slope
-                extra = -log_diag
-                if self.stick_the_landing:
-                    extra = self._stl_log_density(gene_z, eps, get, composition, joint,
-                                                  anchors, shared_z)
-            index = joint.index(site)
-            _sample_delta(site, gene_z[..., index], extra_log_density=extra[..., index])
-        anchor_eps = None if shared_z is None else (shared_z - a_loc) / a_scale
-        self.sample_joint_cell_sites(composition, n_cells, n_genes, batch_size, anchor_eps)
+        loc, tril, coupling = self._gene_params(joint, anchors, get)
+        skew, tail, bend = self._shape_params(composition, get)
+        eps = numpyro.sample(GENE_LATENT, Normal(jnp.zeros_like(loc), 1.0)
+                             .to_event(loc.ndim), infer={"is_auxiliary": True})
+        y, log_slope = sinh_arcsinh(eps, skew, tail)
+        w = loc + jnp.einsum("...ij,...j->...i", tril, y)
+        gene_z = w + jnp.einsum("...ij,...j->...i", bend, jax.nn.softplus(w))
+        if anchors:
+            # Added after the shift, so each coordinate's anchor term is an independent
+            # Normal given eps (what keeps the marginals exact).
+            a_loc, _ = self._anchor_params(anchors, get)
+            gene_z = gene_z + jnp.sum(coupling * _align(shared_z - a_loc), axis=-1)
+        if self.stick_the_landing:
+            return gene_z, self._stl_log_density(gene_z, eps, get, composition, joint,
+                                                 anchors, shared_z)
+        # Diagonal of dz/deps: L_ii y_i'(eps_i).
+        return gene_z, -(jnp.log(jnp.diagonal(tril, axis1=-2, axis2=-1)) + log_slope)
 
     def _stl_log_density(self, gene_z, eps, get, composition, joint, anchors, shared_z):
         """Per-coordinate ``log q`` terms with the variational parameters held fixed.
