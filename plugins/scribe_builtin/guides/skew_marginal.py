@@ -22,6 +22,8 @@ positive site) is infinite and reported as ``inf``.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,8 +42,7 @@ _GRID_W = np.exp(-0.5 * _GRID**2)
 _GRID_W = _GRID_W / _GRID_W.sum()
 _GH8, _GH8_W = np.polynomial.hermite_e.hermegauss(8)
 _GH8_W = _GH8_W / _GH8_W.sum()
-_GH24, _GH24_W = np.polynomial.hermite_e.hermegauss(24)
-_GH24_W = _GH24_W / _GH24_W.sum()
+_DRIFT_NODES = (8, 4, 8)
 _BISECTIONS = 50
 _MODE_POINTS = 257
 
@@ -91,22 +92,29 @@ def _cdf_x(args, x):
     return jnp.sum(jax.scipy.stats.norm.cdf(eps) * jnp.exp(log_w), axis=-1)
 
 
-def _expect(args, function):
-    """``E[function(x)]`` by Gauss-Hermite over ``(eps0, e, eps)``."""
-    eps0 = jnp.asarray(np.repeat(_GH24, _GH8.size))
-    e = jnp.asarray(np.tile(_GH8, _GH24.size))
-    shift = _lead_shift(args, eps0, e)[..., :, None]                    # (..., N, 24)
+def _gauss_hermite(n: int):
+    nodes, weights = np.polynomial.hermite_e.hermegauss(n)
+    return nodes, weights / weights.sum()
+
+
+def _expect(args, function, nodes: tuple[int, int, int] = (24, 8, 24)):
+    """``E[function(x)]`` by Gauss-Hermite over ``(eps0, e, eps)`` with ``nodes`` points
+    on each axis."""
+    (g0, w0), (ge, we), (g1, w1) = (_gauss_hermite(n) for n in nodes)
+    eps0 = jnp.asarray(np.repeat(g0, ge.size))
+    e = jnp.asarray(np.tile(ge, g0.size))
+    shift = _lead_shift(args, eps0, e)[..., :, None]                    # (..., N, n_eps)
     scale, skew, tail = (a[..., None, None] for a in args[1:4])
-    y, _ = sinh_arcsinh(jnp.asarray(_GH24), skew, tail)
-    w = jnp.asarray(np.outer(np.outer(_GH24_W, _GH8_W).ravel(), _GH24_W))
+    y, _ = sinh_arcsinh(jnp.asarray(g1), skew, tail)
+    w = jnp.asarray(np.outer(np.outer(w0, we).ravel(), w1))
     return jnp.sum(function(shift + scale * y) * w, axis=(-2, -1))
 
 
-@jax.jit
-def _moments_x(args):
+@functools.partial(jax.jit, static_argnames="nodes")
+def _moments_x(args, nodes: tuple[int, int, int] = (24, 8, 24)):
     """Mean and sd of the unconstrained ``x``."""
-    mean = _expect(args, lambda x: x)
-    var = _expect(args, lambda x: (x - mean[..., None, None]) ** 2)
+    mean = _expect(args, lambda x: x, nodes)
+    var = _expect(args, lambda x: (x - mean[..., None, None]) ** 2, nodes)
     return mean, jnp.sqrt(jnp.maximum(var, 0.0))
 
 
@@ -213,6 +221,14 @@ class SkewMarginal(Distribution):
     @property
     def mode(self):
         return _mode(self.args, self._support_index)
+
+    def unconstrained_moments(self):
+        """Mean and sd of the site's unconstrained value ``x`` (``log``, ``logit`` or
+        the value itself): what the convergence stop's drift rule compares between
+        windows (:mod:`scribe.svi.drift`). A coarse Gauss-Hermite rule (8 x 4 x 8
+        nodes, 18x cheaper than :attr:`mean`'s): the rule needs a smooth function of
+        the parameters and the sd's scale, not the last digit."""
+        return _moments_x(self.args, _DRIFT_NODES)
 
 
 class SkewLogMarginal(SkewMarginal):
