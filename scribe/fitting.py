@@ -20,6 +20,7 @@ from scribe.fit_counts import stream_for_fit
 from scribe.plugins import lookup_model_type
 from scribe.shard.devices import check_sharded_fit, resolve_devices
 from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
+from scribe.svi.drift import DRIFT_TOL, check_drift_tol
 from scribe.svi.engine import SVIInferenceEngine, canonical_guess
 from scribe.svi.factory import SVIResultsFactory
 from scribe.svi.results import ScribeSVIResults
@@ -116,6 +117,7 @@ def fit(
     tol: float | None = DEFAULT_TOL,
     patience: int = DEFAULT_PATIENCE,
     devices=None,
+    drift_tol: float | None = DRIFT_TOL,
 ) -> ScribeSVIResults:
     """Fit a model to UMI counts by stochastic variational inference.
 
@@ -194,9 +196,10 @@ def fit(
         Convergence stop (SPEC section 6): the loss is checked every 100 steps, and the
         fit stops after ``patience`` consecutive checks whose relative improvement per
         100 steps (medians of spans of steps, resolved against the loss's noise; see
-        :mod:`scribe.svi.convergence`) is below ``tol``. None or 0 runs all ``n_steps``.
+        :mod:`scribe.svi.convergence`) is below ``tol`` *and* the variational
+        parameters have stopped drifting (``drift_tol``). None or 0 runs all ``n_steps``.
     patience : int, default 3
-        Consecutive flat checks needed to stop.
+        Consecutive flat checks of the loss needed to stop.
     devices : None, int or list of jax.Device, optional
         Split the cells across JAX devices (docs/scale.md): an integer ``n`` takes the
         first ``n`` of ``jax.devices()``. Each device holds its cells' non-zeros and
@@ -204,11 +207,19 @@ def fit(
         across devices. None (the default) is one device, unchanged. With
         ``batch_size`` (a multiple of the number of devices) each device draws
         ``batch_size / devices`` of its own cells per step.
+    drift_tol : float or None, default 0.01
+        The stop's second criterion (:mod:`scribe.svi.drift`, docs/convergence.md): the
+        posterior means of every site, in unconstrained space, must move by less than
+        ``drift_tol`` of their posterior sd per 100 steps (median over genes or cells,
+        span means resolved against the optimiser's jitter). It keeps mini-batched
+        capture models running while they drift along the capture ridge at a loss
+        change far below ``tol``. None: the loss rule alone (the behaviour before).
 
     Returns
     -------
     ScribeSVIResults
-        ``n_steps_run`` and ``converged`` record where and why the fit stopped; a fit that
+        ``n_steps_run`` and ``converged`` record where and why the fit stopped, and
+        ``final_drift`` what the drift rule saw at its last check; a fit that
         reaches ``n_steps`` without converging warns (``RuntimeWarning``).
         ``n_nonfinite_steps``, ``divergence_step`` and ``diverged`` record non-finite
         steps; a fit with any warns, and a diverged fit (its loss never finite again)
@@ -228,6 +239,7 @@ def fit(
                    component_specific_params=component_specific_params,
                    store_counts=store_counts)
     check_stopping_args(tol, patience)
+    check_drift_tol(drift_tol)
     devices = resolve_devices(devices)
     config = ModelConfig(model_type=model_type, parameterization=parameterization,
                          n_components=n_components, priors=priors,
@@ -266,7 +278,7 @@ def fit(
         # the user gave one (scribe.empirical_prior), recorded in config.empirical_priors.
         guess = canonical_guess(config, counts, seed)
         config = with_empirical_prior(config, guess)
-    monitor = ConvergenceMonitor(tol=tol, patience=patience)
+    monitor = ConvergenceMonitor(tol=tol, patience=patience, drift_tol=drift_tol)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
         optimizer=(default_optimizer(model_type, monitor.enabled) if optimizer is None

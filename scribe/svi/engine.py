@@ -34,6 +34,7 @@ from scribe.shard.counts import ShardedCounts
 from scribe.shard.devices import CellMesh, check_sharded_fit, resolve_devices
 from scribe.shard.training import cell_param_names, gather_params, place_carry, shard_state
 from scribe.svi.convergence import ConvergenceMonitor
+from scribe.svi.drift import snapshot_fn
 from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
 from scribe.svi.phase_times import PhaseTimes
 from scribe.svi.staged_rate import next_stage
@@ -179,6 +180,16 @@ def _compiled_init(svi: SVI, key, n_cells: int, n_genes: int, counts, batch_size
     except jax.errors.UnexpectedTracerError:
         state = init_fn(key, counts, init)
     return state
+
+
+def _drift_snapshot(svi: SVI, model_config: ModelConfig, composed: bool):
+    """``state -> {site: (mean, sd)}`` for the stopping rule's drift criterion, compiled;
+    a plugin's own model (no composition to read its posterior from) has no sites."""
+    if not composed:
+        return lambda state: {}
+    from scribe.compose import Composition
+
+    return snapshot_fn(Composition(model_config).posterior_distributions, svi.get_params)
 
 
 class SVIInferenceEngine:
@@ -332,6 +343,9 @@ class SVIInferenceEngine:
             stopping.reset()
             stopping.block = epoch_steps(n_cells, batch_size) if epochs else 1
             chunk = min(n_steps, stopping.window)   # one check per compiled chunk
+            # The drift criterion's snapshot: a small compiled program on the chunk's state.
+            snapshot = (_drift_snapshot(svi, model_config, composed)
+                        if stopping.watches_drift else None)
         else:
             stopping = None
             chunk = _chunk_size(n_steps)
@@ -407,7 +421,9 @@ class SVIInferenceEngine:
                     break
                 if stopping is not None:
                     # Only finite stretches count towards convergence.
-                    stop = stopping.update(losses[:done]) if run_bad == 0 else False
+                    stop = (stopping.update(losses[:done], None if snapshot is None
+                                            else snapshot(carry[0]))
+                            if run_bad == 0 else False)
                     postfix["state"] = stopping.describe()
                     bar.set_postfix(postfix)
                     if stop:
