@@ -62,6 +62,16 @@ def _format(value: float | None) -> str:
     return "not yet resolved" if value is None else f"{value:.1e}"
 
 
+def _drift_note(monitor: ConvergenceMonitor) -> str:
+    state = monitor.drift_state
+    if state is None:
+        return ""
+    if state.drift is None:
+        return "; parameter drift not yet resolved"
+    return (f"; parameter drift {state.drift:.2g} sd per 100 steps at site "
+            f"'{state.site}', threshold {state.threshold:.2g}")
+
+
 def check_fit_args(*, n_steps, batch_size, seed, optimizer, loss, stable_update, progress,
                    component_specific_params, store_counts) -> None:
     """Validate ``fit``'s scalar arguments before any data are read (TypeError/ValueError)."""
@@ -294,7 +304,8 @@ def fit(
     if monitor.enabled and not monitor.converged and not divergence.diverged:
         warnings.warn(
             f"the fit did not converge within n_steps={int(n_steps)} steps (relative loss "
-            f"improvement per 100 steps {_format(monitor.improvement)}, tol={tol:g}); "
+            f"improvement per 100 steps {_format(monitor.improvement)}, tol={tol:g}"
+            f"{_drift_note(monitor)}); "
             f"raise n_steps, or the optimizer's learning rate, or check the loss_history",
             RuntimeWarning, stacklevel=2)
     prior_params = (validated_priors(config) if lookup_model_type(model_type).likelihood

@@ -24,17 +24,22 @@ of the guide, the mean ``m`` and sd ``s`` of its variational factor in unconstra
    coordinates, the fit's drift the largest over sites. A collective drift of ``d`` sd per
    window gives ``drift ≈ d``.
 2. Noise floor. Adam's last iterates jitter around the optimum (the final rate, mini-batch
-   and guide-draw noise): with white jitter of ``η`` sd per snapshot, the span difference
-   has sd ``η sqrt(2 / j)``, so a stationary fit shows ``drift ≈ 0.6745 η sqrt(2) / j^1.5``
-   (0.6745: median of ``|N(0, 1)|``). ``η`` is measured from the snapshots' second
-   differences, which cancel a linear trend: ``m(t) - 2 m(t-1) + m(t-2)`` has sd
-   ``η sqrt(6)``, so ``q2 = median |second difference| / s = 0.6745 η sqrt(6)`` and the
-   stationary drift is ``q2 / (sqrt(3) j^1.5)``. The span ``j`` is the smallest with that
-   noise at most ``drift_tol / 2`` (at most :data:`MAX_SPAN`); until ``2 j`` snapshots exist
-   the check is "still moving".
-3. Flat. The window is flat for drift when ``drift < max(drift_tol, 2 noise(j))``: a
-   jitter too large to resolve at ``drift_tol`` within ``MAX_SPAN`` windows raises the
-   bar to twice the stationary level (the rule never waits on noise, only on a trend).
+   and guide-draw noise), so even a converged fit shows a drift. Its level at span ``j`` is
+   measured at that span: the second difference of consecutive span means,
+   ``D = S(t) - 2 S(t-j) + S(t-2j)``, cancels a linear trend, and for white jitter of
+   ``η`` sd per snapshot has sd ``η sqrt(6 / j)`` against the span difference's
+   ``η sqrt(2 / j)``; the stationary drift is therefore ``noise(j) = median |D / s| /
+   (sqrt(3) j)``, taken over coordinates and the last :data:`NOISE_WINDOWS` end points.
+   Measured at the span itself, it includes jitter that is correlated from window to
+   window (per-cell factors of an epoch-drawn fit move once per epoch), which a
+   window-to-window difference would miss. The span ``j`` is the smallest with
+   ``noise(j) <= drift_tol / 2``; until ``3 j`` snapshots exist the check is "still
+   moving".
+3. Flat. The window is flat for drift when ``drift < drift_tol``; when no span up to
+   :data:`MAX_SPAN` brings the noise below ``drift_tol / 2``, the longest span is used
+   with threshold ``max(drift_tol, 2 noise(MAX_SPAN))``: the rule waits on a trend it can
+   resolve, never on jitter. A white-noise trace is resolved after ``3 j`` windows with
+   ``j = ceil((2 sqrt(2) 0.6745 η / drift_tol)^(2/3))`` (at most ``MAX_SPAN``).
 
 The fit stops when the loss rule has had ``patience`` flat windows *and* the drift is flat
 at that check (:class:`~scribe.svi.convergence.ConvergenceMonitor`).
@@ -62,7 +67,6 @@ from numpyro.distributions import (
     Beta,
     Dirichlet,
     Gamma,
-    LogNormal,
     Normal,
     TransformedDistribution,
 )
@@ -78,8 +82,10 @@ DRIFT_TOL = 0.01
 MAX_COORDS = 4096
 #: Longest span (windows) over which the drift is resolved against the jitter.
 MAX_SPAN = 8
-#: Snapshots of history kept for the noise estimate (second differences).
+#: Most second differences of span means (ending at successive windows) in the noise.
 NOISE_WINDOWS = 20
+#: Fewest second differences (coordinates x offsets) a noise level is taken from.
+MIN_NOISE_VALUES = 5
 _Z = 2.0                     # resolution: stationary noise at most drift_tol / _Z
 _SQRT3 = math.sqrt(3.0)
 
@@ -180,47 +186,62 @@ def snapshot_fn(posterior: Callable[[dict], dict],
     return jax.jit(snapshot)
 
 
-def noise_level(means: np.ndarray, sd: np.ndarray) -> float:
-    """``q2``: median ``|m(t) - 2 m(t-1) + m(t-2)| / s`` over coordinates and snapshots.
+def span_statistics(means: np.ndarray, sd: np.ndarray, span: int,
+                    n_offsets: int = NOISE_WINDOWS) -> tuple[float, float] | None:
+    """The drift over ``span`` windows and its stationary noise level.
 
     Parameters
     ----------
     means : numpy.ndarray, shape (n_snapshots, n)
+        Snapshots of the unconstrained means, oldest first.
     sd : numpy.ndarray, shape (n,)
+        The current posterior sd of each coordinate.
+    span : int
+        Windows per span mean.
+    n_offsets : int
+        Most second differences (ending 0, 1, ... windows ago) the noise is taken from.
 
     Returns
     -------
-    float
-        NaN with fewer than 3 snapshots.
+    (drift, noise) or None
+        ``drift``: median over coordinates of ``|S(t) - S(t - span)| / (span s)``, with
+        ``S(t)`` the mean of the ``span`` snapshots ending at ``t``; ``noise``: the
+        drift a stationary trace shows, ``median |S(t) - 2 S(t-span) + S(t-2 span)| / s``
+        ``/ (sqrt(3) span)``. None: fewer than ``3 span`` snapshots, or fewer than
+        :data:`MIN_NOISE_VALUES` second differences.
     """
-    if means.shape[0] < 3:
-        return math.nan
-    second = np.diff(means, n=2, axis=0)
-    return float(np.nanmedian(np.abs(second) / sd))
+    n_snapshots = means.shape[0]
+    n_offsets = min(n_offsets, n_snapshots - 3 * span + 1)
+    if n_offsets < 1 or n_offsets * means.shape[1] < MIN_NOISE_VALUES:
+        return None
+    cum = np.concatenate([np.zeros((1, means.shape[1])), np.cumsum(means, axis=0)])
+    ends = n_snapshots - np.arange(n_offsets)
+
+    def span_mean(end):
+        return (cum[end] - cum[end - span]) / span
+
+    drift = float(np.nanmedian(np.abs(span_mean(ends[0]) - span_mean(ends[0] - span)) / sd)
+                  / span)
+    second = span_mean(ends) - 2 * span_mean(ends - span) + span_mean(ends - 2 * span)
+    noise = float(np.nanmedian(np.abs(second) / sd)) / (_SQRT3 * span)
+    return drift, noise
 
 
-def span_for(q2: float, drift_tol: float) -> int:
-    """Smallest span ``j`` with stationary drift ``q2 / (sqrt(3) j^1.5) <= drift_tol / 2``,
-    capped at :data:`MAX_SPAN`."""
-    if not q2 > 0:
-        return 1
-    return int(min(MAX_SPAN, max(1, math.ceil((_Z * q2 / (_SQRT3 * drift_tol)) ** (2 / 3)
-                                              - 1e-9))))
+def site_check(means: np.ndarray, sd: np.ndarray, drift_tol: float) -> tuple | None:
+    """The drift rule on one site: ``(drift, threshold, span, noise)`` or None (unresolved).
 
-
-def site_drift(means: np.ndarray, sd: np.ndarray, span: int) -> float:
-    """Median over coordinates of ``|span-mean change per window| / sd``.
-
-    Parameters
-    ----------
-    means : numpy.ndarray, shape (n_snapshots, n)
-        Snapshots of the unconstrained means, oldest first (at least ``2 span``).
-    sd : numpy.ndarray, shape (n,)
-    span : int
+    The span is the smallest (up to :data:`MAX_SPAN`) whose noise is at most
+    ``drift_tol / 2``, with threshold ``drift_tol``; when no span reaches that, the
+    longest, with threshold ``2 noise``. None while the history is too short for either.
     """
-    newer = means[-span:].mean(axis=0)
-    older = means[-2 * span:-span].mean(axis=0)
-    return float(np.nanmedian(np.abs(newer - older) / (span * sd)))
+    for span in range(1, MAX_SPAN + 1):
+        stats = span_statistics(means, sd, span)
+        if stats is None:
+            return None
+        drift, noise = stats
+        if noise <= drift_tol / _Z:
+            return drift, drift_tol, span, noise
+    return drift, max(drift_tol, _Z * noise), MAX_SPAN, noise
 
 
 @dataclass
@@ -247,8 +268,8 @@ class DriftMonitor:
     state : DriftState
         The latest check; ``flat`` whether it passed.
     trace : list of dict
-        Per window since the monitor was made (resets keep it): ``{site: (drift, q2,
-        span)}`` (drift NaN while not resolved) (diagnostics, benchmarks).
+        Per window since the monitor was made (resets keep it): ``{site: (drift, noise,
+        span)}`` of the sites resolved at that window (diagnostics, benchmarks).
     """
 
     drift_tol: float = DRIFT_TOL
@@ -266,7 +287,7 @@ class DriftMonitor:
 
     def update(self, snapshot: dict) -> bool:
         """Add a snapshot ``{site: (mean, sd)}`` (arrays); True when the drift is flat."""
-        keep = 2 * MAX_SPAN + NOISE_WINDOWS
+        keep = 3 * MAX_SPAN + NOISE_WINDOWS
         worst = DriftState()
         flat, resolved = True, True
         seen = {}
@@ -276,19 +297,12 @@ class DriftMonitor:
             history = self._history.setdefault(name, [])
             history.append(mean)
             del history[:-keep]
-            means = np.stack(history)
-            q2 = noise_level(means[-NOISE_WINDOWS - 2:], sd)
-            if math.isnan(q2):
+            check = site_check(np.stack(history), sd, self.drift_tol)
+            if check is None:
                 resolved = False
                 continue
-            span = span_for(q2, self.drift_tol)
-            if means.shape[0] < 2 * span:
-                seen[name] = (math.nan, q2, span)
-                resolved = False
-                continue
-            drift = site_drift(means, sd, span)
-            seen[name] = (drift, q2, span)
-            threshold = max(self.drift_tol, _Z * q2 / (_SQRT3 * span**1.5))
+            drift, threshold, span, noise = check
+            seen[name] = (drift, noise, span)
             if worst.drift is None or drift / threshold > worst.drift / worst.threshold:
                 worst = DriftState(drift, name, threshold, span)
             flat = flat and drift < threshold

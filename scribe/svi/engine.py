@@ -268,7 +268,9 @@ class SVIInferenceEngine:
             NumPyro's ``SVIRunResult``: ``params`` (constrained variational parameters),
             ``state``, ``losses`` ``(n_steps_run,)``: ``n_steps`` unless ``stopping``
             ended the fit earlier, or the run diverged (no finite loss for
-            ``STOP_AFTER_NONFINITE`` steps). Plus ``divergence``
+            ``STOP_AFTER_NONFINITE`` steps). Plus ``drift``, the stopping rule's last
+            drift check (:class:`~scribe.svi.drift.DriftState`; None without one), and
+            ``divergence``
             (:class:`~scribe.svi.divergence.Divergence`): a run that ended diverged
             returns the last parameters at which the loss was finite; and
             ``n_devices``, the number of devices the cells were split across.
@@ -451,4 +453,5 @@ class SVIInferenceEngine:
         result = ScribeRunResult(params, state, jnp.asarray(losses[:done]), divergence,
                                  n_devices=1 if cell_mesh is None else cell_mesh.n_devices)
         result.timings = timings.as_dict()
+        result.drift = None if stopping is None else stopping.drift_state
         return result
