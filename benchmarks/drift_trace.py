@@ -86,7 +86,8 @@ def main() -> None:
                end=evaluate(results, counts, truth), windows=rows)
     print(json.dumps({k: v for k, v in out.items() if k != "windows"}), flush=True)
     for row in rows[::5]:
-        sites = " ".join(f"{s}:{d:.3f}/{q:.3f}/{j}" for s, (d, q, j) in row["sites"].items())
+        sites = " ".join(f"{s}:{a[0]:.4f}/{a[3]:.4f}/{a[2]} mean:{b[0]:.4f}/{b[3]:.4f}/{b[2]}"
+                         for s, (a, b) in row["sites"].items())
         print(row["step"], row["improvement"], row["loss_flat"], row["drift_flat"], sites)
     if args.out:
         with open(args.out, "w") as handle:

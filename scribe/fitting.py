@@ -217,7 +217,7 @@ def fit(
         across devices. None (the default) is one device, unchanged. With
         ``batch_size`` (a multiple of the number of devices) each device draws
         ``batch_size / devices`` of its own cells per step.
-    drift_tol : float or None, default 0.01
+    drift_tol : float or None, default 0.003
         The stop's second criterion (:mod:`scribe.svi.drift`, docs/convergence.md): the
         posterior means of every site, in unconstrained space, must move by less than
         ``drift_tol`` of their posterior sd per 100 steps (median over genes or cells,

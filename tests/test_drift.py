@@ -112,38 +112,62 @@ def test_span_is_the_smallest_that_resolves_tol():
     for eta in (0.0, 0.01, 0.03, 0.06):
         means, sd = _trace(40, eta, seed=5)
         assert site_check(means, sd, DRIFT_TOL)[2] == expected_span(eta)
+    # Too noisy for any span: the longest the history allows (3 j <= 40), threshold 2 noise.
     means, sd = _trace(40, 2.0, seed=5)
     drift, threshold, span, noise = site_check(means, sd, DRIFT_TOL)
     assert span == MAX_SPAN and threshold == 2 * noise > DRIFT_TOL
+    drift, threshold, span, noise = site_check(means[:10], sd, DRIFT_TOL)
+    assert span == 3 and threshold == 2 * noise
+    assert site_check(means[:2], sd, DRIFT_TOL) is None
 
 
-@pytest.mark.parametrize("eta", [0.0, 0.03, 0.15])
-def test_slow_trend_keeps_the_fit_going(eta):
-    # A collective drift of 2 drift_tol per window: the span estimate is the trend plus a
-    # noise whose median is at most tol / 2 (the span's choice) or, noise-limited, at most
-    # half the threshold 2 noise(8) = 0.0127 for eta = 0.15; the trend stays above its
-    # threshold at every window and never counts as flat.
+def detection_span(eta: float, d: float) -> int | None:
+    """Span from which a collective trend of d sd per window is past the collective
+    statistic's threshold with a margin. The mean of N standardized coordinates jitters
+    by s = eta / sqrt(N); its threshold is tol where its noise is <= tol / 4, else 4 noise
+    (the single-value resolution of scribe.svi.drift). Margin: the threshold 1.5x (its
+    noise estimate scatters) plus 3 sd of the span difference, sqrt(2 / j) s / j."""
+    for j in range(1, MAX_SPAN + 1):
+        noise = white_noise(eta / math.sqrt(N), j)
+        threshold = DRIFT_TOL if noise <= DRIFT_TOL / 4 else 4 * noise
+        if 1.5 * threshold + 3 * math.sqrt(2 / j) * eta / math.sqrt(N) / j <= d:
+            return j
+    return None
+
+
+@pytest.mark.parametrize("eta, d", [(0.0, 0.006), (0.03, 0.006), (0.15, 0.006),
+                                    (1.0, 0.02)])
+def test_slow_trend_keeps_the_fit_going(eta, d):
+    # A collective drift of d sd per window (2 drift_tol; 0.02 under a jitter of 1 sd):
+    # invisible in the spread's median |change| under jitter (it shifts that median only
+    # quadratically), seen by the collective statistic once the history allows its
+    # detection span (3 j snapshots; j = 5 for eta = 0.15). From then on it is never flat.
     monitor = DriftMonitor()
-    means, sd = _trace(60, eta, slope=2 * DRIFT_TOL)
-    flat = [monitor.update({"r": (m, sd)}) for m in means]
-    assert not any(flat)
-    assert monitor.state.drift == pytest.approx(2 * DRIFT_TOL, rel=0.3)
+    means, sd = _trace(60, eta, slope=d)
+    flat = np.array([monitor.update({"r": (m, sd)}) for m in means])
+    first = 3 * detection_span(eta, d)
+    assert first <= 24
+    assert not flat[first - 1:].any()
+    assert monitor.state.drift > monitor.state.threshold >= DRIFT_TOL
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.03, 0.15, 1.0])
-def test_stationary_jitter_stops_within_the_derived_windows(eta):
+def test_stationary_jitter_lets_the_fit_stop(eta):
     # Stationary jitter at Adam's noise floor (~0.15 sd per snapshot on nbvcp_mix's capture
-    # factors, docs/convergence.md; 1 sd: a single global coordinate). The span is
-    # j = expected_span(eta) (none of these etas is within 10 % of a span's boundary); the
-    # check is resolved once 3 j snapshots exist, and the stationary drift is then at most
-    # half its threshold (tol, or 2 noise when noise-limited): flat at window 3 j and at
-    # every window after (the median over 2,000 coordinates varies by a few %).
+    # factors, docs/convergence.md; 0.25 sd: the full-batch nbdm's r at 20,000 cells).
+    # Spread: with 3 snapshots span 1 is allowed and the drift is the noise level itself
+    # (a median over 2,000 coordinates: within a few %), below tol when the noise is
+    # <= tol / 2 and below 2 noise otherwise. Collective (the mean of N = 2,000
+    # standardized coordinates, jitter eta / sqrt(N)): one |N(0, s)| value against tol
+    # where its noise (0.6745 s, floored at the spread's noise / sqrt(N)) is <= tol / 4,
+    # else against 4 noise: above it with probability <= P(|Z| > 2.7) = 0.7 % per window.
+    # Over 38 windows 0.27 misses are expected; 3 or more has Poisson probability 0.3 %.
+    # So: flat from window 3, with at most 2 single misses.
     monitor = DriftMonitor()
     means, sd = _trace(40, eta, seed=1)
     flat = np.array([monitor.update({"r": (m, sd)}) for m in means])
-    first = 3 * expected_span(eta)
-    assert not flat[:first - 1].any()
-    assert flat[first - 1:].all()
+    assert not flat[:2].any()
+    assert (~flat[2:]).sum() <= 2
 
 
 def test_the_slowest_site_decides_and_a_site_without_news_blocks():
@@ -152,7 +176,7 @@ def test_the_slowest_site_decides_and_a_site_without_news_blocks():
     moving, _ = _trace(20, 0.03, slope=5 * DRIFT_TOL, seed=3)
     for a, b in zip(still, moving, strict=True):
         flat = monitor.update({"r": (a, sd), "p_capture": (b, sd)})
-    assert not flat and monitor.state.site == "p_capture"
+    assert not flat and monitor.state.site.startswith("p_capture")
     assert DriftMonitor().update({}) is True          # nothing to watch: the loss decides
 
 

@@ -34,8 +34,8 @@ from scribe.shard.counts import ShardedCounts
 from scribe.shard.devices import CellMesh, check_sharded_fit, resolve_devices
 from scribe.shard.training import cell_param_names, gather_params, place_carry, shard_state
 from scribe.svi.convergence import ConvergenceMonitor
-from scribe.svi.drift import snapshot_fn
 from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
+from scribe.svi.drift import snapshot_fn
 from scribe.svi.phase_times import PhaseTimes
 from scribe.svi.staged_rate import next_stage
 from scribe.validation import (
@@ -183,13 +183,29 @@ def _compiled_init(svi: SVI, key, n_cells: int, n_genes: int, counts, batch_size
 
 
 def _drift_snapshot(svi: SVI, model_config: ModelConfig, composed: bool):
-    """``state -> {site: (mean, sd)}`` for the stopping rule's drift criterion, compiled;
-    a plugin's own model (no composition to read its posterior from) has no sites."""
+    """``state -> {site: (mean, sd)}`` of the per-gene and per-cell sites, for the stopping
+    rule's drift criterion, compiled; a plugin's own model (no composition to read its
+    posterior from) has no sites. Global sites (``p``, mixing weights) are left out: a
+    median over one to K values is no robust statistic, and in the capture models ``p``
+    is the unidentified direction of the ``p``-capture ridge (only ``p̂`` is identified)."""
     if not composed:
         return lambda state: {}
     from scribe.compose import Composition
+    from scribe.parameterization import CELL, GENE
 
-    return snapshot_fn(Composition(model_config).posterior_distributions, svi.get_params)
+    composition = Composition(model_config)
+    watched = [name for name, site in composition.sites.items() if site.scope in (GENE, CELL)]
+
+    genes = {name for name in watched if composition.sites[name].scope == GENE}
+
+    def posterior(params):
+        distributions = composition.posterior_distributions(params)
+        return {name: distributions[name] for name in watched}
+
+    compiled = snapshot_fn(posterior, svi.get_params)
+    # Collective drift judged for per-gene sites only: a per-cell site's collective
+    # direction is the capture scale, which the counts leave unidentified unless anchored.
+    return lambda state: {name: (*v, name in genes) for name, v in compiled(state).items()}
 
 
 class SVIInferenceEngine:
