@@ -219,11 +219,12 @@ def fit(
         ``batch_size / devices`` of its own cells per step.
     drift_tol : float or None, default 0.003
         The stop's second criterion (:mod:`scribe.svi.drift`, docs/convergence.md): the
-        posterior means of every site, in unconstrained space, must move by less than
-        ``drift_tol`` of their posterior sd per 100 steps (median over genes or cells,
-        span means resolved against the optimiser's jitter). It keeps mini-batched
-        capture models running while they drift along the capture ridge at a loss
-        change far below ``tol``. None: the loss rule alone (the behaviour before).
+        per-gene and per-cell posterior means, in unconstrained space, must move by less
+        than ``drift_tol`` of their posterior sd per 100 steps, each coordinate (median
+        over genes or cells) and all genes together (their standardized mean), resolved
+        against the optimiser's jitter. It keeps mini-batched capture models running
+        while they drift along the dispersion and capture ridges at a loss change far
+        below ``tol``. None: the loss rule alone (the behaviour before).
 
     Returns
     -------
