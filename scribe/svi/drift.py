@@ -229,15 +229,16 @@ def span_statistics(means: np.ndarray, sd: np.ndarray, span: int,
     def span_mean(end):
         return (cum[end] - cum[end - span]) / span
 
-    drift = float(np.nanmedian(np.abs(span_mean(ends[0]) - span_mean(ends[0] - span)) / sd)
+    drift = float(np.median(np.abs(span_mean(ends[0]) - span_mean(ends[0] - span)) / sd)
                   / span)
     second = span_mean(ends) - 2 * span_mean(ends - span) + span_mean(ends - 2 * span)
-    noise = float(np.nanmedian(np.abs(second) / sd)) / (_SQRT3 * span)
+    noise = float(np.median(np.abs(second) / sd)) / (_SQRT3 * span)
     return drift, noise
 
 
 def site_check(means: np.ndarray, sd: np.ndarray, drift_tol: float,
-               z: float = _Z, floors: dict | None = None) -> tuple | None:
+               z: float = _Z, floors: Callable[[int], float] | None = None,
+               stats_of: Callable[[int], tuple | None] | None = None) -> tuple | None:
     """The drift rule on one site: ``(drift, threshold, span, noise)`` or None (unresolved).
 
     The span is the smallest (up to :data:`MAX_SPAN`) whose noise is at most
@@ -246,15 +247,19 @@ def site_check(means: np.ndarray, sd: np.ndarray, drift_tol: float,
     ``max(drift_tol, z noise)``. None with fewer than 3 snapshots. ``z``: 2 for the median
     over many coordinates (concentrated near its noise level), :data:`_Z_ONE` for a
     single value (``|N|`` exceeds 2.7 times its median 0.7 % of the time). ``floors``:
-    ``{span: lowest noise}``; a noise estimate below it is raised to it.
+    ``span -> lowest noise``; a noise estimate below it is raised to it. ``stats_of``:
+    ``span -> span_statistics(means, sd, span)``, e.g. cached (default: computed).
     """
+    if stats_of is None:
+        def stats_of(span):
+            return span_statistics(means, sd, span)
     last = None
     for span in range(1, MAX_SPAN + 1):
-        stats = span_statistics(means, sd, span)
+        stats = stats_of(span)
         if stats is None:
             break
         drift, noise = stats
-        noise = max(noise, (floors or {}).get(span, 0.0))
+        noise = max(noise, 0.0 if floors is None else floors(span))
         if noise <= drift_tol / z:
             return drift, drift_tol, span, noise
         last = (drift, noise, span)
@@ -331,14 +336,20 @@ class DriftMonitor:
             # of estimates below 0.55 of the truth at 10 snapshots); it cannot be below the
             # independent coordinates' level, the spread's noise / sqrt(n), which is
             # precise (a median over n): that is its floor.
-            spread = site_check(means, sd, self.drift_tol)
+            cache = {}
+
+            def stats_of(span, means=means, sd=sd, cache=cache):
+                if span not in cache:
+                    cache[span] = span_statistics(means, sd, span)
+                return cache[span]
+
+            spread = site_check(means, sd, self.drift_tol, stats_of=stats_of)
             root_n = math.sqrt(means.shape[1])
-            floors = {}
-            for span in range(1, MAX_SPAN + 1):
-                stats = span_statistics(means, sd, span)
-                if stats is None:
-                    break
-                floors[span] = stats[1] / root_n
+
+            def floors(span, stats_of=stats_of, root_n=root_n):
+                stats = stats_of(span)
+                return 0.0 if stats is None else stats[1] / root_n
+
             collective = (site_check(np.mean(means / sd, axis=1, keepdims=True),
                                      np.ones(1), self.drift_tol, _Z_ONE, floors)
                           if collective_too else (0.0, self.drift_tol, 1, 0.0))
