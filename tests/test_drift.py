@@ -205,3 +205,20 @@ def test_bad_drift_tol_is_refused_before_training(bad, error):
 
     with pytest.raises(error, match="drift_tol"):
         scribe.fit(np.ones((5, 3)), "nbdm", drift_tol=bad)
+
+
+def test_what_the_user_sees_of_the_drift():
+    from scribe.fitting import _drift_note
+
+    monitor = ConvergenceMonitor(tol=1e-5, drift_tol=DRIFT_TOL)
+    assert "drift ?" in monitor.describe()
+    assert _drift_note(monitor) == "; parameter drift not yet resolved"
+    moving, sd = _trace(6, 0.0, slope=5 * DRIFT_TOL)
+    for i, m in enumerate(moving):
+        monitor.update(np.full(100 * (i + 1), 1e6), {"r": (m, sd)})
+    # A noise-free collective trend of 5 tol: drift 0.015 at span 1 against tol.
+    assert monitor.drift_state.drift == pytest.approx(5 * DRIFT_TOL)
+    assert monitor.drift_state.site == "r" or monitor.drift_state.site == "r(mean)"
+    assert "drift 0.015/0.003 sd" in monitor.describe()
+    assert "parameter drift 0.015 sd per 100 steps" in _drift_note(monitor)
+    assert _drift_note(ConvergenceMonitor(tol=1e-5)) == ""
