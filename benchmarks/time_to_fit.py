@@ -239,7 +239,8 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
     if tol is not None:
         cap["tol"] = None if tol == "none" else float(tol)
     if drift_tol is not None:     # the stop's drift criterion (scribe.svi.drift)
-        cap.update(fit_kwargs(drift_tol=None if drift_tol == "none" else float(drift_tol)))
+        cap.update(fit_kwargs(drift_tol=None if drift_tol == "none" else drift_tol
+                              if drift_tol == "auto" else float(drift_tol)))
     if lr is not None:
         from numpyro.optim import Adam
 

@@ -198,8 +198,8 @@ def test_monitor_stops_only_when_loss_and_drift_are_flat():
 
 
 @pytest.mark.parametrize("bad, error", [(-0.1, ValueError), (0, ValueError),
-                                        (math.nan, ValueError), ("0.01", TypeError),
-                                        (True, TypeError)])
+                                        (math.nan, ValueError), ("0.01", ValueError),
+                                        ([0.01], TypeError), (True, TypeError)])
 def test_bad_drift_tol_is_refused_before_training(bad, error):
     import scribe
 
@@ -222,3 +222,10 @@ def test_what_the_user_sees_of_the_drift():
     assert "drift 0.015/0.003 sd" in monitor.describe()
     assert "parameter drift 0.015 sd per 100 steps" in _drift_note(monitor)
     assert _drift_note(ConvergenceMonitor(tol=1e-5)) == ""
+
+
+def test_auto_drift_tol_per_model_type():
+    from scribe.fitting import DRIFT_TOLS, default_drift_tol
+
+    assert default_drift_tol("nbvcp_mix") == DRIFT_TOL == 0.003
+    assert default_drift_tol("zinbvcp") == DRIFT_TOLS["zinbvcp"] == 0.01
