@@ -12,52 +12,57 @@ posterior sd per window and the stop comes with 1.5x the attainable ``r`` error
 
 The criterion
 -------------
-After every window of ``window`` steps the engine takes a *snapshot*: for each sampled site
-of the guide, the mean ``m`` and sd ``s`` of its variational factor in unconstrained space
-(log of a positive site, logit of a probability; :func:`unconstrained_moments`) at up to
-:data:`MAX_COORDS` coordinates (genes, cells; an even stride, fixed for the fit).
+After every window of ``window`` steps the engine takes a *snapshot*: for each per-gene
+and per-cell site of the guide, the mean ``m`` and sd ``s`` of its variational factor in
+unconstrained space (log of a positive site, logit of a probability;
+:func:`unconstrained_moments`) at up to :data:`MAX_COORDS` coordinates (an even stride,
+fixed for the fit). Global sites (``p``, mixing weights) are not watched: a median over one
+to K values is no robust statistic, and in the unanchored capture models ``p`` is the
+unidentified direction of the capture ridge.
 
-1. Drift. With snapshots ``m(t)``, the change per window over a span of ``j`` windows is
-   ``(mean(m[t-j+1..t]) - mean(m[t-2j+1..t-j])) / j`` (span means, like the loss rule's
-   span medians: they average out the optimiser's jitter). In units of the current sd,
-   ``z_i = |change_i| / s_i``; the site's drift is the median of ``z_i`` over its
-   coordinates, the fit's drift the largest over sites. A collective drift of ``d`` sd per
-   window gives ``drift ≈ d``.
+1. Drift. ``S(t)`` is the mean of the last ``j`` snapshots (span means, like the loss
+   rule's span medians: they average out the optimiser's jitter); the change per window
+   is ``(S(t) - S(t - j)) / j``, in units of the current sd. Two statistics per site:
+   *spread*, the median over coordinates of its absolute value; *collective* (per-gene
+   sites only), the same on the mean of the standardized coordinates, where a drift of all
+   genes in one direction shows with their independent jitter averaged out (a small trend
+   shifts the spread's median of absolute values only quadratically). A per-cell site's
+   collective direction is the capture scale, unidentified unless anchored: left out.
 2. Noise floor. Adam's last iterates jitter around the optimum (the final rate, mini-batch
    and guide-draw noise), so even a converged fit shows a drift. Its level at span ``j`` is
    measured at that span: the second difference of consecutive span means,
    ``D = S(t) - 2 S(t-j) + S(t-2j)``, cancels a linear trend, and for white jitter of
    ``η`` sd per snapshot has sd ``η sqrt(6 / j)`` against the span difference's
    ``η sqrt(2 / j)``; the stationary drift is therefore ``noise(j) = median |D / s| /
-   (sqrt(3) j)``, taken over coordinates and the last :data:`NOISE_WINDOWS` end points.
-   Measured at the span itself, it includes jitter that is correlated from window to
-   window (per-cell factors of an epoch-drawn fit move once per epoch), which a
-   window-to-window difference would miss. The span ``j`` is the smallest with
-   ``noise(j) <= drift_tol / 2`` among those the history allows (``3 j`` snapshots).
-3. Flat. The window is flat for drift when ``drift(j) < drift_tol``. When no allowed span
-   (up to :data:`MAX_SPAN`) brings the noise below ``drift_tol / 2``, the longest allowed
-   span decides, with threshold ``max(drift_tol, 2 noise(j))``: the drift must then not be
-   distinguishable from the jitter. So the rule waits on a trend it can resolve, never on
-   jitter: a stationary trace is flat from its third snapshot on (the first second
-   difference), whatever its jitter, and a trend of ``d`` sd per window is seen once the
-   history allows a span with ``2 noise(j) < d`` (white jitter: ``noise(j) =
-   0.6745 η sqrt(2) / j^1.5``; ``d = 0.02`` under ``η = 0.15``: ``j = 7``, 21 windows),
-   earlier when it is larger. Not waiting for the longest span matters for the fits the
-   loss rule already stops at convergence: a full-batch nbdm at 20,000 x 2,000 jitters by
-   more than its posterior sd (Adam's step in ``log r`` against an sd of a few 0.01) and
-   stops after 4-5 windows.
+   (sqrt(3) j)``, taken over coordinates and the last :data:`NOISE_WINDOWS` end points
+   (so it includes jitter correlated from window to window). The collective noise, from
+   one value per snapshot, is floored at the spread's noise / ``sqrt(n)`` (independent
+   coordinates), which is precise. The span is the smallest with ``noise(j) <= drift_tol
+   / z`` (``z`` = 2 for the spread, 4 for the single collective value) among those the
+   history allows (``3 j`` snapshots, ``j <= MAX_SPAN``).
+3. Flat. The window is flat for drift when every statistic of every site is below
+   ``drift_tol``. When no allowed span brings a statistic's noise below ``drift_tol / z``,
+   the longest allowed span decides with threshold ``max(drift_tol, z noise(j))``: the
+   drift must then only be indistinguishable from the jitter. So the rule waits on a
+   trend it can resolve, never on jitter: a stationary trace is flat from its third
+   snapshot on, whatever its jitter. Not waiting for the longest span matters for the fits
+   the loss rule already stops at convergence: a full-batch nbdm at 20,000 x 2,000
+   jitters by ~0.25 of its posterior sd per window (Adam's step in ``log r`` against the
+   sd of well-measured genes) and stops after 4 windows.
 
 The fit stops when the loss rule has had ``patience`` flat windows *and* the drift is flat
 at that check (:class:`~scribe.svi.convergence.ConvergenceMonitor`).
 
 The threshold
 -------------
-``drift_tol = 0.01`` sd per 100-step window. A drift still at ``d`` per window that relaxes
-with time constant ``τ`` windows moves the estimate by ``d τ`` more before it settles;
-the slow ridge drifts measured here relax over ``τ ≈ 20-40`` windows
-(docs/convergence.md), so ``d = 0.01`` leaves at most ~0.25-0.4 sd. A bias of ``b`` sd
-moves a central 90 % interval's coverage to ``Φ(1.645 - b) - Φ(-1.645 - b)``: 89.0 % at
-``b = 0.25``, 87.4 % at ``b = 0.4``, against 85.8 % at 0.5 and 75 % at 1 sd.
+``drift_tol = 0.003`` sd per 100-step window. A drift still at ``d`` per window that
+relaxes with time constant ``τ`` windows moves the estimate by ``d τ`` more before it
+settles; on nbvcp_mix at 5,000 x 1,000 the collective drift of ``r`` relaxes with
+``τ ≈ 50`` windows (docs/convergence.md), so ``d = 0.003`` leaves ~0.15 sd. A bias of
+``b`` sd moves a central 90 % interval's coverage to ``Φ(1.645 - b) - Φ(-1.645 - b)``:
+89.6 % at ``b = 0.15``, 85.8 % at 0.5 (the loss rule's stop there had ``d ≈ 0.01``).
+``scribe.fit``'s ``drift_tol="auto"`` uses 0.01 for zinbvcp (measured,
+``scribe.fitting.DRIFT_TOLS``).
 """
 
 from __future__ import annotations
