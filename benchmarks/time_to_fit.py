@@ -267,7 +267,8 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
 
 
 def real_worker(model_type: str, path: str, seed: int, n_steps: int | None = None,
-                n_replicates: int = 100, staged: bool = False) -> dict:
+                n_replicates: int = 100, staged: bool = False,
+                drift_tol: str | None = None) -> dict:
     import anndata
     import numpy as np
     import scipy.sparse as sp
@@ -275,6 +276,9 @@ def real_worker(model_type: str, path: str, seed: int, n_steps: int | None = Non
     adata = anndata.read_h5ad(path)
     k = 3 if model_type.endswith("_mix") else None
     cap = {} if n_steps is None else {"n_steps": n_steps}
+    if drift_tol is not None:
+        cap.update(fit_kwargs(drift_tol=None if drift_tol == "none" else drift_tol
+                              if drift_tol == "auto" else float(drift_tol)))
     results, timing = timed_fit(adata, model_type, k, seed=seed, **cap,
                                 **staged_optimizer(staged))
     x = sp.csr_matrix(adata.X)
@@ -294,7 +298,7 @@ def real_worker(model_type: str, path: str, seed: int, n_steps: int | None = Non
     for name, values in observed.items():
         lower, upper = np.quantile(replicated[name], [0.05, 0.95], axis=0)
         inside[name] = (values >= lower) & (values <= upper)
-    row = dict(model_type=model_type, data=os.path.basename(path),
+    row = dict(model_type=model_type, data=os.path.basename(path), drift_tol=drift_tol,
                cells=int(x.shape[0]), genes=int(x.shape[1]), expressed_genes=int(expressed.sum()),
                parameterization=results.model_config.parameterization, **timing)
     for name, hits in inside.items():
@@ -311,7 +315,7 @@ def run_worker(task: dict) -> dict:
                                 task.get("draws", False), task.get("guide_family"),
                                 task.get("lr"), task.get("tol"), task.get("drift_tol"))
     return real_worker(task["model_type"], task["path"], task["seed"], task.get("n_steps"),
-                       staged=task.get("staged", False))
+                       staged=task.get("staged", False), drift_tol=task.get("drift_tol"))
 
 
 # ---- parent ---------------------------------------------------------------------------------
@@ -382,8 +386,8 @@ def main() -> None:
         for repeat in order for draws in repeat]
     if args.real:
         tasks += [dict(kind="real", model_type=m, path=args.real, seed=args.seed,
-                       n_steps=args.n_steps, staged=args.staged_rate)
-                  for m in args.model_types]
+                       n_steps=args.n_steps, staged=args.staged_rate, drift_tol=d)
+                  for m in args.model_types for d in args.drift_tol]
     meta = dict(machine=platform.machine(), cpus=os.cpu_count(), python=platform.python_version(),
                 started=time.strftime("%Y-%m-%d %H:%M:%S"))
     rows = []
