@@ -91,7 +91,7 @@ def main() -> None:
         print(row["step"], row["improvement"], row["loss_flat"], row["drift_flat"], sites)
     if args.out:
         with open(args.out, "w") as handle:
-            json.dump(out, handle, indent=1, default=float)
+            json.dump(out, handle, separators=(",", ":"), default=float)
 
 
 if __name__ == "__main__":
