@@ -221,7 +221,7 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
                      n_steps: int | None = None, batch_size="auto",
                      staged: bool = False, draws: bool = False,
                      guide_family: str | None = None, lr: float | None = None,
-                     tol: str | None = None) -> dict:
+                     tol: str | None = None, drift_tol: str | None = None) -> dict:
     import numpy as np
     import scipy.sparse as sp
 
@@ -244,6 +244,9 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
         cap["guide_family"] = guide_family
     if tol is not None:
         cap["tol"] = None if tol == "none" else float(tol)
+    if drift_tol is not None:     # the stop's drift criterion (scribe.svi.drift)
+        cap.update(fit_kwargs(drift_tol=None if drift_tol == "none" else drift_tol
+                              if drift_tol == "auto" else float(drift_tol)))
     if lr is not None:
         from numpyro.optim import Adam
 
@@ -251,6 +254,10 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
     results, timing = timed_fit(counts, model_type, k, seed=seed, **cap,
                                 **staged_optimizer(staged))
     row["guide_family"], row["lr"], row["tol"] = results.model_config.guide_family, lr, tol
+    row["drift_tol"] = drift_tol
+    drift = getattr(results, "final_drift", None)
+    if drift is not None:
+        row["final_drift"] = drift
     row.update(timing)
     row.update(evaluate(results, counts, truth))
     row["parameterization"] = results.model_config.parameterization
@@ -266,7 +273,8 @@ def simulated_worker(model_type: str, size: str, seed: int, reference_steps: int
 
 
 def real_worker(model_type: str, path: str, seed: int, n_steps: int | None = None,
-                n_replicates: int = 100, staged: bool = False) -> dict:
+                n_replicates: int = 100, staged: bool = False,
+                drift_tol: str | None = None) -> dict:
     import anndata
     import numpy as np
     import scipy.sparse as sp
@@ -274,6 +282,9 @@ def real_worker(model_type: str, path: str, seed: int, n_steps: int | None = Non
     adata = anndata.read_h5ad(path)
     k = 3 if model_type.endswith("_mix") else None
     cap = {} if n_steps is None else {"n_steps": n_steps}
+    if drift_tol is not None:
+        cap.update(fit_kwargs(drift_tol=None if drift_tol == "none" else drift_tol
+                              if drift_tol == "auto" else float(drift_tol)))
     results, timing = timed_fit(adata, model_type, k, seed=seed, **cap,
                                 **staged_optimizer(staged))
     x = sp.csr_matrix(adata.X)
@@ -293,7 +304,7 @@ def real_worker(model_type: str, path: str, seed: int, n_steps: int | None = Non
     for name, values in observed.items():
         lower, upper = np.quantile(replicated[name], [0.05, 0.95], axis=0)
         inside[name] = (values >= lower) & (values <= upper)
-    row = dict(model_type=model_type, data=os.path.basename(path),
+    row = dict(model_type=model_type, data=os.path.basename(path), drift_tol=drift_tol,
                cells=int(x.shape[0]), genes=int(x.shape[1]), expressed_genes=int(expressed.sum()),
                parameterization=results.model_config.parameterization, **timing)
     for name, hits in inside.items():
@@ -308,9 +319,9 @@ def run_worker(task: dict) -> dict:
                                 task["reference_steps"], task.get("n_steps"),
                                 task.get("batch_size", "auto"), task.get("staged", False),
                                 task.get("draws", False), task.get("guide_family"),
-                                task.get("lr"), task.get("tol"))
+                                task.get("lr"), task.get("tol"), task.get("drift_tol"))
     return real_worker(task["model_type"], task["path"], task["seed"], task.get("n_steps"),
-                       staged=task.get("staged", False))
+                       staged=task.get("staged", False), drift_tol=task.get("drift_tol"))
 
 
 # ---- parent ---------------------------------------------------------------------------------
@@ -352,6 +363,9 @@ def main() -> None:
                         help="simulated fits: Adam step size (default: fit's Adam(3e-3))")
     parser.add_argument("--tol", default=None,
                         help="simulated fits: convergence tol ('none': run all --n-steps)")
+    parser.add_argument("--drift-tol", nargs="+", default=[None],
+                        help="simulated fits: the stop's drift_tol, each in turn per model "
+                             "type ('none': the loss rule alone; default: fit's own)")
     parser.add_argument("--real", default=None, help="an .h5ad of raw counts")
     parser.add_argument("--skip-simulated", action="store_true")
     parser.add_argument("--draws", choices=("off", "on", "both"), default="off",
@@ -372,13 +386,14 @@ def main() -> None:
              reference_steps=args.reference_steps, n_steps=args.n_steps,
              batch_size=(args.batch_size if args.batch_size == "auto" else
                          None if args.batch_size == "none" else int(args.batch_size)),
-             staged=args.staged_rate, draws=draws, guide_family=g, lr=args.lr, tol=args.tol)
-        for m in args.model_types for g in args.guide_families
+             staged=args.staged_rate, draws=draws, guide_family=g, lr=args.lr, tol=args.tol,
+             drift_tol=d)
+        for m in args.model_types for g in args.guide_families for d in args.drift_tol
         for repeat in order for draws in repeat]
     if args.real:
         tasks += [dict(kind="real", model_type=m, path=args.real, seed=args.seed,
-                       n_steps=args.n_steps, staged=args.staged_rate)
-                  for m in args.model_types]
+                       n_steps=args.n_steps, staged=args.staged_rate, drift_tol=d)
+                  for m in args.model_types for d in args.drift_tol]
     meta = dict(machine=platform.machine(), cpus=os.cpu_count(), python=platform.python_version(),
                 started=time.strftime("%Y-%m-%d %H:%M:%S"))
     rows = []

@@ -21,6 +21,7 @@ from scribe.plugins import lookup_model_type
 from scribe.shard.devices import check_sharded_fit, resolve_devices
 from scribe.svi.collapse import detect_collapse
 from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
+from scribe.svi.drift import DRIFT_TOL, check_drift_tol
 from scribe.svi.engine import SVIInferenceEngine, canonical_guess
 from scribe.svi.factory import SVIResultsFactory
 from scribe.svi.results import ScribeSVIResults
@@ -46,6 +47,18 @@ DEFAULT_LEARNING_RATE = 3e-3
 #: after 0.56x the steps with errors near those of a 3x longer Adam(3e-3) fit
 #: (docs/benchmarks.md, "zinbvcp: where the time goes").
 STAGED_RATES = {"zinbvcp": (3e-2, DEFAULT_LEARNING_RATE)}
+#: ``drift_tol="auto"``: the stop's drift threshold per model type (default ``DRIFT_TOL``,
+#: 0.003 posterior sd per 100 steps). zinbvcp's gates drift together for tens of
+#: thousands of steps at 0.003-0.01 sd per 100 steps: at 20,000 x 2,000 a 0.003 stop took
+#: 23,800 steps with r error 14.0 %, 0.01 took 10,000 steps with 12.7 % and better gate
+#: and r coverage (docs/convergence.md, "Measured effect").
+DRIFT_TOLS = {"zinbvcp": 1e-2}
+AUTO_DRIFT = "auto"
+
+
+def default_drift_tol(model_type: str) -> float:
+    """``drift_tol="auto"`` for ``model_type``: ``DRIFT_TOLS`` or ``DRIFT_TOL``."""
+    return DRIFT_TOLS.get(model_type, DRIFT_TOL)
 
 
 def default_optimizer(model_type: str | None = None, stopping: bool = True):
@@ -61,6 +74,16 @@ def default_optimizer(model_type: str | None = None, stopping: bool = True):
 
 def _format(value: float | None) -> str:
     return "not yet resolved" if value is None else f"{value:.1e}"
+
+
+def _drift_note(monitor: ConvergenceMonitor) -> str:
+    state = monitor.drift_state
+    if state is None:
+        return ""
+    if state.drift is None:
+        return "; parameter drift not yet resolved"
+    return (f"; parameter drift {state.drift:.2g} sd per 100 steps at site "
+            f"'{state.site}', threshold {state.threshold:.2g}")
 
 
 def check_fit_args(*, n_steps, batch_size, seed, optimizer, loss, stable_update, progress,
@@ -118,6 +141,7 @@ def fit(
     tol: float | None = DEFAULT_TOL,
     patience: int = DEFAULT_PATIENCE,
     devices=None,
+    drift_tol: float | str | None = AUTO_DRIFT,
 ) -> ScribeSVIResults:
     """Fit a model to UMI counts by stochastic variational inference.
 
@@ -196,9 +220,10 @@ def fit(
         Convergence stop (SPEC section 6): the loss is checked every 100 steps, and the
         fit stops after ``patience`` consecutive checks whose relative improvement per
         100 steps (medians of spans of steps, resolved against the loss's noise; see
-        :mod:`scribe.svi.convergence`) is below ``tol``. None or 0 runs all ``n_steps``.
+        :mod:`scribe.svi.convergence`) is below ``tol`` *and* the variational
+        parameters have stopped drifting (``drift_tol``). None or 0 runs all ``n_steps``.
     patience : int, default 3
-        Consecutive flat checks needed to stop.
+        Consecutive flat checks of the loss needed to stop.
     devices : None, int or list of jax.Device, optional
         Split the cells across JAX devices (docs/scale.md): an integer ``n`` takes the
         first ``n`` of ``jax.devices()``. Each device holds its cells' non-zeros and
@@ -206,11 +231,22 @@ def fit(
         across devices. None (the default) is one device, unchanged. With
         ``batch_size`` (a multiple of the number of devices) each device draws
         ``batch_size / devices`` of its own cells per step.
+    drift_tol : float, None or "auto", default "auto"
+        The stop's second criterion (:mod:`scribe.svi.drift`, docs/convergence.md): the
+        per-gene and per-cell posterior means, in unconstrained space, must move by less
+        than ``drift_tol`` of their posterior sd per 100 steps, each coordinate (median
+        over genes or cells) and all genes together (their standardized mean), resolved
+        against the optimiser's jitter. It keeps mini-batched capture models running
+        while they drift along the dispersion and capture ridges at a loss change far
+        below ``tol``. ``"auto"``: 0.003, except zinbvcp 0.01 (``DRIFT_TOLS``; its gates
+        drift for tens of thousands of steps). None: the loss rule alone (the behaviour
+        before).
 
     Returns
     -------
     ScribeSVIResults
-        ``n_steps_run`` and ``converged`` record where and why the fit stopped; a fit that
+        ``n_steps_run`` and ``converged`` record where and why the fit stopped, and
+        ``final_drift`` what the drift rule saw at its last check; a fit that
         reaches ``n_steps`` without converging warns (``RuntimeWarning``).
         ``n_nonfinite_steps``, ``divergence_step`` and ``diverged`` record non-finite
         steps; a fit with any warns, and a diverged fit (its loss never finite again)
@@ -233,6 +269,12 @@ def fit(
                    component_specific_params=component_specific_params,
                    store_counts=store_counts)
     check_stopping_args(tol, patience)
+    if isinstance(drift_tol, str):
+        if drift_tol != AUTO_DRIFT:
+            raise ValueError(f"drift_tol must be a positive float, None or {AUTO_DRIFT!r}, "
+                             f"got {drift_tol!r}")
+        drift_tol = default_drift_tol(model_type)
+    check_drift_tol(drift_tol)
     devices = resolve_devices(devices)
     config = ModelConfig(model_type=model_type, parameterization=parameterization,
                          n_components=n_components, priors=priors,
@@ -271,7 +313,7 @@ def fit(
         # the user gave one (scribe.empirical_prior), recorded in config.empirical_priors.
         guess = canonical_guess(config, counts, seed)
         config = with_empirical_prior(config, guess)
-    monitor = ConvergenceMonitor(tol=tol, patience=patience)
+    monitor = ConvergenceMonitor(tol=tol, patience=patience, drift_tol=drift_tol)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
         optimizer=(default_optimizer(model_type, monitor.enabled) if optimizer is None
@@ -291,7 +333,8 @@ def fit(
             and runaway is None):
         warnings.warn(
             f"the fit did not converge within n_steps={int(n_steps)} steps (relative loss "
-            f"improvement per 100 steps {_format(monitor.improvement)}, tol={tol:g}); "
+            f"improvement per 100 steps {_format(monitor.improvement)}, tol={tol:g}"
+            f"{_drift_note(monitor)}); "
             f"raise n_steps, or the optimizer's learning rate, or check the loss_history",
             RuntimeWarning, stacklevel=2)
     prior_params = (validated_priors(config) if lookup_model_type(model_type).likelihood

@@ -23,7 +23,11 @@ its current level:
    ``2 j`` windows the change cannot be resolved at ``tol`` and the check is "not flat".
 3. Flat window. ``delta = (median(older span) - median(newer span)) / (j m)`` is the
    relative improvement per window; the window is flat when ``delta < tol``.
-4. Stop. The fit has converged after ``patience`` consecutive flat windows.
+4. Stop. The fit has converged after ``patience`` consecutive flat windows, and, when the
+   monitor also watches the parameters (``drift_tol``, :mod:`scribe.svi.drift`; on in
+   ``scribe.fit``), the posterior means' drift is flat at that check too: a slow
+   collective drift along a weakly identified ridge can leave the loss's relative change
+   far below ``tol`` while the estimates still move by a sizeable fraction of their sd.
 
 Properties that follow. A plateau that still falls by more than ``tol`` per window is
 flat with probability at most ``P(Z < -(delta - tol) / se_j)``; at ``delta = 2 tol`` that
@@ -42,6 +46,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from scribe.svi.drift import DriftMonitor, DriftState, check_drift_tol
 
 _MEDIAN_SE = math.sqrt(math.pi / 2)   # se of a normal sample's median, in units of sd/sqrt(n)
 _MAD_TO_SD = 1.482602218505602        # sd = 1.4826 MAD for normal data
@@ -141,6 +147,10 @@ class ConvergenceMonitor:
     block : int, default 1
         Steps per epoch when mini-batches are drawn epoch by epoch (the engine sets it;
         see :func:`relative_improvement`).
+    drift_tol : float or None, default None
+        Also require the variational posterior's drift to be flat: below ``drift_tol``
+        posterior sd per window (:mod:`scribe.svi.drift`; the engine feeds it a snapshot
+        of the parameters per window). None: the loss rule alone.
 
     Attributes
     ----------
@@ -150,21 +160,38 @@ class ConvergenceMonitor:
     improvement : float or None
         The latest relative improvement per window (None: not yet resolved).
     flat_windows : int
-        Current run of consecutive flat windows.
+        Current run of consecutive flat windows (of the loss).
+    drift : DriftMonitor or None
+        The drift criterion (None without ``drift_tol``).
     """
 
     tol: float | None = 1e-5
     patience: int = 3
     window: int = 100
     block: int = 1
+    drift_tol: float | None = None
     converged: bool = field(default=False, init=False)
     converged_step: int | None = field(default=None, init=False)
     improvement: float | None = field(default=None, init=False)
     flat_windows: int = field(default=0, init=False)
+    drift: DriftMonitor | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         check_stopping_args(self.tol, self.patience, self.window)
+        check_drift_tol(self.drift_tol)
         self.tol = None if not self.tol else float(self.tol)
+        if self.drift_tol is not None:
+            self.drift = DriftMonitor(self.drift_tol)
+
+    @property
+    def watches_drift(self) -> bool:
+        """Whether the rule needs a parameter snapshot per window."""
+        return self.enabled and self.drift is not None
+
+    @property
+    def drift_state(self) -> DriftState | None:
+        """The drift rule's latest check (None: not watched)."""
+        return None if self.drift is None else self.drift.state
 
     @property
     def enabled(self) -> bool:
@@ -173,15 +200,25 @@ class ConvergenceMonitor:
     def reset(self) -> None:
         self.converged, self.converged_step = False, None
         self.improvement, self.flat_windows = None, 0
+        if self.drift is not None:
+            self.drift.reset()
 
-    def update(self, losses: np.ndarray) -> bool:
-        """Record the trace after a chunk; True once the fit has converged."""
+    def update(self, losses: np.ndarray, snapshot: dict | None = None) -> bool:
+        """Record the trace (and the parameters' snapshot, :mod:`scribe.svi.drift`) after
+        a chunk; True once the fit has converged.
+
+        ``snapshot``: ``{site: (mean, sd)}`` of this window; None leaves the drift rule
+        without news (it then blocks the stop unless its last check was flat).
+        """
         if not self.enabled or self.converged:
             return self.converged
         self.improvement = relative_improvement(losses, self.tol, self.window, self.block)
         flat = self.improvement is not None and self.improvement < self.tol
         self.flat_windows = self.flat_windows + 1 if flat else 0
-        if self.flat_windows >= self.patience:
+        if self.drift is not None and snapshot is not None:
+            self.drift.update(snapshot)
+        drift_flat = self.drift is None or self.drift.flat
+        if self.flat_windows >= self.patience and drift_flat:
             self.converged, self.converged_step = True, int(np.size(losses))
         return self.converged
 
@@ -191,6 +228,7 @@ class ConvergenceMonitor:
             return "fixed steps"
         if self.converged:
             return f"converged at step {self.converged_step}"
+        drift = "" if self.drift is None else f", {self.drift.describe()}"
         if self.improvement is None:
-            return "converging"
-        return f"converging (Δ={self.improvement:.1e}/{self.tol:.0e})"
+            return f"converging{drift}"
+        return f"converging (Δ={self.improvement:.1e}/{self.tol:.0e}{drift})"

@@ -35,6 +35,7 @@ from scribe.shard.devices import CellMesh, check_sharded_fit, resolve_devices
 from scribe.shard.training import cell_param_names, gather_params, place_carry, shard_state
 from scribe.svi.convergence import ConvergenceMonitor
 from scribe.svi.divergence import STOP_AFTER_NONFINITE, Divergence, select_tree, tree_finite
+from scribe.svi.drift import snapshot_fn
 from scribe.svi.phase_times import PhaseTimes
 from scribe.svi.staged_rate import next_stage
 from scribe.validation import (
@@ -181,6 +182,32 @@ def _compiled_init(svi: SVI, key, n_cells: int, n_genes: int, counts, batch_size
     return state
 
 
+def _drift_snapshot(svi: SVI, model_config: ModelConfig, composed: bool):
+    """``state -> {site: (mean, sd)}`` of the per-gene and per-cell sites, for the stopping
+    rule's drift criterion, compiled; a plugin's own model (no composition to read its
+    posterior from) has no sites. Global sites (``p``, mixing weights) are left out: a
+    median over one to K values is no robust statistic, and in the capture models ``p``
+    is the unidentified direction of the ``p``-capture ridge (only ``p̂`` is identified)."""
+    if not composed:
+        return lambda state: {}
+    from scribe.compose import Composition
+    from scribe.parameterization import CELL, GENE
+
+    composition = Composition(model_config)
+    watched = [name for name, site in composition.sites.items() if site.scope in (GENE, CELL)]
+
+    genes = {name for name in watched if composition.sites[name].scope == GENE}
+
+    def posterior(params):
+        distributions = composition.posterior_distributions(params)
+        return {name: distributions[name] for name in watched}
+
+    compiled = snapshot_fn(posterior, svi.get_params)
+    # Collective drift judged for per-gene sites only: a per-cell site's collective
+    # direction is the capture scale, which the counts leave unidentified unless anchored.
+    return lambda state: {name: (*v, name in genes) for name, v in compiled(state).items()}
+
+
 class SVIInferenceEngine:
     """Handles SVI inference execution."""
 
@@ -257,7 +284,9 @@ class SVIInferenceEngine:
             NumPyro's ``SVIRunResult``: ``params`` (constrained variational parameters),
             ``state``, ``losses`` ``(n_steps_run,)``: ``n_steps`` unless ``stopping``
             ended the fit earlier, or the run diverged (no finite loss for
-            ``STOP_AFTER_NONFINITE`` steps). Plus ``divergence``
+            ``STOP_AFTER_NONFINITE`` steps). Plus ``drift``, the stopping rule's last
+            drift check (:class:`~scribe.svi.drift.DriftState`; None without one), and
+            ``divergence``
             (:class:`~scribe.svi.divergence.Divergence`): a run that ended diverged
             returns the last parameters at which the loss was finite; and
             ``n_devices``, the number of devices the cells were split across.
@@ -332,6 +361,9 @@ class SVIInferenceEngine:
             stopping.reset()
             stopping.block = epoch_steps(n_cells, batch_size) if epochs else 1
             chunk = min(n_steps, stopping.window)   # one check per compiled chunk
+            # The drift criterion's snapshot: a small compiled program on the chunk's state.
+            snapshot = (_drift_snapshot(svi, model_config, composed)
+                        if stopping.watches_drift else None)
         else:
             stopping = None
             chunk = _chunk_size(n_steps)
@@ -407,7 +439,9 @@ class SVIInferenceEngine:
                     break
                 if stopping is not None:
                     # Only finite stretches count towards convergence.
-                    stop = stopping.update(losses[:done]) if run_bad == 0 else False
+                    stop = (stopping.update(losses[:done], None if snapshot is None
+                                            else snapshot(carry[0]))
+                            if run_bad == 0 else False)
                     postfix["state"] = stopping.describe()
                     bar.set_postfix(postfix)
                     if stop:
@@ -435,4 +469,5 @@ class SVIInferenceEngine:
         result = ScribeRunResult(params, state, jnp.asarray(losses[:done]), divergence,
                                  n_devices=1 if cell_mesh is None else cell_mesh.n_devices)
         result.timings = timings.as_dict()
+        result.drift = None if stopping is None else stopping.drift_state
         return result

@@ -37,7 +37,8 @@ class SVIResultsFactory:
         -----
         A run from :meth:`SVIInferenceEngine.run_inference` carries its ``divergence``;
         it is recorded in the results (``n_nonfinite_steps``, ``divergence_step``,
-        ``diverged``; :mod:`scribe.svi.run_record`).
+        ``diverged``; :mod:`scribe.svi.run_record`), and so is its stopping rule's last
+        drift check (``drift``, ``final_drift``).
         """
         if tuple(count_data.shape) != (n_cells, n_genes):
             raise ValueError(f"count_data has shape {tuple(count_data.shape)}, expected "
@@ -61,4 +62,5 @@ class SVIResultsFactory:
                                        model_type=model_type, **common)
         results._set_divergence(divergence)
         results._set_n_devices(getattr(svi_results, "n_devices", 1))
+        results._set_drift(getattr(svi_results, "drift", None))
         return results

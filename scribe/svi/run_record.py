@@ -9,6 +9,10 @@ absent for results built without a record (then the properties are None):
   ones at which the loss was finite (see :mod:`scribe.svi.divergence`).
 
 * ``n_devices``: devices the cells were split across in the fit (docs/scale.md).
+* ``final_drift``, ``final_drift_threshold`` (floats, posterior sd per window),
+  ``final_drift_site`` (str), ``final_drift_span`` (windows): the stopping rule's last
+  drift check (:mod:`scribe.svi.drift`; absent when the rule did not watch the
+  parameters or never resolved the drift).
 
 They survive ``save`` / ``load`` with the rest of the group.
 """
@@ -17,12 +21,16 @@ from __future__ import annotations
 
 from scribe.svi import layout
 from scribe.svi.divergence import Divergence
+from scribe.svi.drift import DriftState
 from scribe.svi.storage import OPTIMIZATION
 
 NONFINITE_ATTR, DIVERGENCE_STEP_ATTR, DIVERGED_ATTR = (
     "n_nonfinite_steps", "divergence_step", "diverged")
 N_DEVICES_ATTR = "n_devices"
-RECORD_ATTRS = (NONFINITE_ATTR, DIVERGENCE_STEP_ATTR, DIVERGED_ATTR, N_DEVICES_ATTR)
+DRIFT_ATTRS = {"drift": "final_drift", "threshold": "final_drift_threshold",
+               "site": "final_drift_site", "span": "final_drift_span"}
+RECORD_ATTRS = (NONFINITE_ATTR, DIVERGENCE_STEP_ATTR, DIVERGED_ATTR, N_DEVICES_ATTR,
+                *DRIFT_ATTRS.values())
 
 
 def divergence_attrs(divergence: Divergence | None) -> dict[str, int]:
@@ -72,10 +80,33 @@ class RunRecordMixin:
         group.attrs = {**group.attrs, N_DEVICES_ATTR: int(n_devices)}
         self._set_group(OPTIMIZATION, group)
 
+    @property
+    def final_drift(self) -> dict | None:
+        """The stopping rule's last check of the parameters' drift (None: not recorded):
+        ``drift`` and ``threshold`` (posterior sd per 100-step window; flat when drift <
+        threshold), ``site`` (the site closest to its threshold) and ``span`` (windows per
+        span mean); see :mod:`scribe.svi.drift`."""
+        attrs = self._group(OPTIMIZATION).attrs
+        if DRIFT_ATTRS["drift"] not in attrs:
+            return None
+        casts = {"drift": float, "threshold": float, "site": str, "span": int}
+        return {key: casts[key](attrs[name]) for key, name in DRIFT_ATTRS.items()}
+
+    def _set_drift(self, state: DriftState | None) -> None:
+        """Record the drift rule's last check (None or unresolved: nothing recorded)."""
+        if state is None or state.drift is None:
+            return
+        group = self._group(OPTIMIZATION).copy()
+        group.attrs = {**group.attrs, **{name: getattr(state, key)
+                                         for key, name in DRIFT_ATTRS.items()}}
+        self._set_group(OPTIMIZATION, group)
+
     def _set_divergence(self, divergence: Divergence | None) -> None:
-        """Record ``divergence`` (None: remove the record)."""
+        """Record ``divergence`` (None: remove the record); other records are kept."""
         group = self._group(OPTIMIZATION)
-        attrs = divergence_attrs(divergence)
+        attrs = {name: value for name, value in group.attrs.items()
+                 if name in (N_DEVICES_ATTR, *DRIFT_ATTRS.values())}
+        attrs.update(divergence_attrs(divergence))
         converged = group.attrs.get(layout.CONVERGED_ATTR)
         self._set_group(OPTIMIZATION, layout.loss_dataset(
             group["loss"].values, None if converged is None else bool(int(converged)), attrs))

@@ -309,7 +309,8 @@ class ResultsStore:
 
     @property
     def converged(self) -> bool | None:
-        """Whether the fit stopped because its loss converged (``scribe.fit``'s ``tol``).
+        """Whether the fit stopped because it converged (``scribe.fit``'s ``tol``: the loss
+        flat, and with ``drift_tol`` the parameters no longer drifting).
 
         False when it ran to the ``n_steps`` cap (or stopping was disabled); None when not
         recorded: results built from a bare ``run_inference`` run, or files saved before
