@@ -7,7 +7,6 @@ import warnings
 from typing import Any
 
 from numpyro.infer import TraceMeanField_ELBO
-from numpyro.optim import Adam
 
 from scribe.anchoring import DEFAULT_LOG_SD, warn_clipped_anchor
 from scribe.batching import AUTO, auto_batch_size
@@ -17,16 +16,26 @@ from scribe.counts_stream import StreamedCounts, record_sample, warn_zero_genes
 from scribe.data import prepare_counts
 from scribe.empirical_prior import with_empirical_prior
 from scribe.fit_counts import stream_for_fit
+from scribe.fit_defaults import (  # noqa: E402  (re-exported: scribe.fitting's names)
+    AUTO_DRIFT,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_PATIENCE,
+    DEFAULT_TOL,
+    DRIFT_TOLS,
+    GUIDE_STAGED_RATES,
+    STAGED_RATES,
+    default_drift_tol,
+    default_optimizer,
+)
 from scribe.plugins import lookup_model_type
 from scribe.shard.devices import check_sharded_fit, resolve_devices
 from scribe.svi.collapse import detect_collapse
 from scribe.svi.convergence import ConvergenceMonitor, check_stopping_args
-from scribe.svi.drift import DRIFT_TOL, check_drift_tol
+from scribe.svi.drift import check_drift_tol
 from scribe.svi.engine import SVIInferenceEngine, canonical_guess
 from scribe.svi.factory import SVIResultsFactory
 from scribe.svi.results import ScribeSVIResults
 from scribe.svi.runaway import loss_runaway
-from scribe.svi.staged_rate import StagedAdam
 from scribe.validation import (
     check_bool,
     check_loss,
@@ -36,40 +45,9 @@ from scribe.validation import (
     check_seed,
 )
 
-DEFAULT_TOL = 1e-5
-DEFAULT_PATIENCE = 3
-# Adam 3e-3: measured against 1e-3 ... 3e-2, decaying schedules and ClippedAdam in
-# benchmarks/optimizer_choice.py (docs/models.md, "Convergence and the default optimiser").
-DEFAULT_LEARNING_RATE = 3e-3
-#: Model types whose default optimiser is ``StagedAdam(rates)``: a high rate until the
-#: stop fires, then the default rate until it fires again. zinbvcp drifts for thousands
-#: of steps along its r / gate / capture ridges; at 20,000 x 2,000 the staged rate stops
-#: after 0.56x the steps with errors near those of a 3x longer Adam(3e-3) fit
-#: (docs/benchmarks.md, "zinbvcp: where the time goes").
-STAGED_RATES = {"zinbvcp": (3e-2, DEFAULT_LEARNING_RATE)}
-#: ``drift_tol="auto"``: the stop's drift threshold per model type (default ``DRIFT_TOL``,
-#: 0.003 posterior sd per 100 steps). zinbvcp's gates drift together for tens of
-#: thousands of steps at 0.003-0.01 sd per 100 steps: at 20,000 x 2,000 a 0.003 stop took
-#: 23,800 steps with r error 14.0 %, 0.01 took 10,000 steps with 12.7 % and better gate
-#: and r coverage (docs/convergence.md, "Measured effect").
-DRIFT_TOLS = {"zinbvcp": 1e-2}
-AUTO_DRIFT = "auto"
-
-
-def default_drift_tol(model_type: str) -> float:
-    """``drift_tol="auto"`` for ``model_type``: ``DRIFT_TOLS`` or ``DRIFT_TOL``."""
-    return DRIFT_TOLS.get(model_type, DRIFT_TOL)
-
-
-def default_optimizer(model_type: str | None = None, stopping: bool = True):
-    """``scribe.fit``'s optimiser when none is given for ``model_type``: Adam at
-    ``DEFAULT_LEARNING_RATE``, or :class:`~scribe.svi.staged_rate.StagedAdam` over
-    ``STAGED_RATES[model_type]`` for the types listed there when the convergence stop is
-    on (``stopping``; without it a staged rate would never leave its first stage)."""
-    rates = STAGED_RATES.get(model_type)
-    if rates is not None and stopping:
-        return StagedAdam(rates)
-    return Adam(step_size=DEFAULT_LEARNING_RATE)
+__all__ = ["fit", "AUTO_DRIFT", "DEFAULT_LEARNING_RATE", "DEFAULT_PATIENCE", "DEFAULT_TOL",
+           "DRIFT_TOLS", "GUIDE_STAGED_RATES", "STAGED_RATES", "default_drift_tol",
+           "default_optimizer"]
 
 
 def _format(value: float | None) -> str:
@@ -184,8 +162,10 @@ def fit(
     cells_axis : {0, 1}, default 0
     optimizer : numpyro optimizer, optional
         None: Adam(step_size=0.003), chosen by measurement (docs/models.md), except
-        ``zinbvcp``: ``StagedAdam((3e-2, 3e-3))`` (``STAGED_RATES``; fewer steps to lower
-        errors, docs/benchmarks.md). ``run_inference`` keeps the seed's Adam(0.001).
+        ``zinbvcp``, and ``zinb`` with ``guide_family="skew_gene"``:
+        ``StagedAdam((3e-2, 3e-3))`` (``STAGED_RATES``, ``GUIDE_STAGED_RATES`` in
+        :mod:`scribe.fit_defaults`; fewer steps to lower errors, docs/benchmarks.md).
+        ``run_inference`` keeps the seed's Adam(0.001).
         :class:`scribe.svi.staged_rate.StagedAdam` lowers the rate each time the
         convergence stop fires (about 2.4x fewer steps for nbvcp/zinbvcp on real
         counts; docs/benchmarks.md "Capture models: where the steps go"); given with
@@ -213,9 +193,11 @@ def fit(
     guide_family : str, optional
         Shape of the variational posterior (``scribe.available_guide_families()``):
         ``mean_field`` (independent factors) or ``joint_gene`` (per gene a joint Normal
-        over the gene's sites in unconstrained space). None: the model type's default,
-        ``joint_gene`` for zinb and zinbvcp (their ``r`` and ``gate`` are correlated per
-        gene), ``mean_field`` otherwise.
+        over the gene's sites in unconstrained space) or ``skew_gene`` (that Normal
+        skewed and bent along zinb's r-gate ridge: r / gate intervals cover 83 % / 82 %
+        at 20,000 x 2,000 against joint_gene's 48 % / 56 %, at about twice the fit time
+        and a slow ``get_map``, docs/benchmarks.md). None: the model type's default,
+        ``joint_gene`` for the zero-inflated types, ``mean_field`` otherwise.
     tol : float or None, default 1e-5
         Convergence stop (SPEC section 6): the loss is checked every 100 steps, and the
         fit stops after ``patience`` consecutive checks whose relative improvement per
@@ -316,7 +298,7 @@ def fit(
     monitor = ConvergenceMonitor(tol=tol, patience=patience, drift_tol=drift_tol)
     run = SVIInferenceEngine.run_inference(
         config, counts, n_cells, n_genes,
-        optimizer=(default_optimizer(model_type, monitor.enabled) if optimizer is None
+        optimizer=(default_optimizer(model_type, monitor.enabled, guide_family) if optimizer is None
                    else optimizer),
         loss=TraceMeanField_ELBO() if loss is None else loss,
         n_steps=n_steps, batch_size=batch_size, seed=seed,

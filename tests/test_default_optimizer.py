@@ -1,4 +1,5 @@
-"""scribe.fit's default optimiser per model type: StagedAdam for zinbvcp (with the stop)."""
+"""scribe.fit's default optimiser per model type: StagedAdam for zinbvcp, and for zinb with
+the skew_gene guide (with the stop)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import pytest
 from numpyro.optim import Adam
 
 import scribe
-from scribe.fitting import DEFAULT_LEARNING_RATE, STAGED_RATES, default_optimizer
+from scribe.fitting import (
+    DEFAULT_LEARNING_RATE,
+    GUIDE_STAGED_RATES,
+    STAGED_RATES,
+    default_optimizer,
+)
 from scribe.simulate import simulate_counts
 from scribe.svi.engine import SVIInferenceEngine
 from scribe.svi.staged_rate import StagedAdam
@@ -49,10 +55,43 @@ def test_zinbvcp_without_the_stop_gets_one_rate(monkeypatch, tiny_zinbvcp):
     assert default_optimizer("zinbvcp", stopping=False).__class__ is Adam
 
 
-@pytest.mark.parametrize("model_type", ["nbdm", "zinb", "nbvcp"])
+@pytest.mark.parametrize("model_type", ["nbdm", "zinb", "nbvcp", "zinb_mix"])
 def test_other_types_keep_adam(monkeypatch, tiny_zinbvcp, model_type):
-    optimizer = _optimizer_passed(monkeypatch, tiny_zinbvcp, model_type)
+    extra = {"n_components": 2} if model_type.endswith("_mix") else {}
+    optimizer = _optimizer_passed(monkeypatch, tiny_zinbvcp, model_type, **extra)
     assert type(optimizer) is Adam
+
+
+def _config_passed(monkeypatch, counts, model_type, **kwargs):
+    seen = {}
+
+    def capture(config, *args, **kw):
+        seen["config"], seen["optimizer"] = config, kw["optimizer"]
+        raise _Captured
+
+    monkeypatch.setattr(SVIInferenceEngine, "run_inference", staticmethod(capture))
+    with pytest.raises(_Captured):
+        scribe.fit(counts, model_type, progress=False, **kwargs)
+    return seen["config"], seen["optimizer"]
+
+
+def test_zinb_keeps_joint_gene_and_adam(monkeypatch, tiny_zinbvcp):
+    config, optimizer = _config_passed(monkeypatch, tiny_zinbvcp, "zinb")
+    assert config.guide_family == "joint_gene" and type(optimizer) is Adam
+
+
+def test_zinb_with_skew_gene_gets_the_staged_rate(monkeypatch, tiny_zinbvcp):
+    """The rates measured for that pair; another guide named keeps Adam."""
+    config, optimizer = _config_passed(monkeypatch, tiny_zinbvcp, "zinb",
+                                       guide_family="skew_gene")
+    assert config.guide_family == "skew_gene" and isinstance(optimizer, StagedAdam)
+    assert optimizer.rates == GUIDE_STAGED_RATES[("zinb", "skew_gene")]
+    config, optimizer = _config_passed(monkeypatch, tiny_zinbvcp, "zinb",
+                                       guide_family="joint_gene")
+    assert type(optimizer) is Adam
+    _, optimizer = _config_passed(monkeypatch, tiny_zinbvcp, "zinb", guide_family="skew_gene",
+                                  tol=None)
+    assert type(optimizer) is Adam          # no stop: a stage would never advance
 
 
 def test_a_given_optimizer_wins(monkeypatch, tiny_zinbvcp):

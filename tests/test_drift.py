@@ -229,3 +229,28 @@ def test_auto_drift_tol_per_model_type():
 
     assert default_drift_tol("nbvcp_mix") == DRIFT_TOL == 0.003
     assert default_drift_tol("zinbvcp") == DRIFT_TOLS["zinbvcp"] == 0.01
+
+
+def test_snapshot_watches_skew_gene_marginals():
+    """skew_gene's marginals have no closed form; the snapshot reads their own
+    unconstrained moments (quadrature, tested against draws in test_skew_gene.py), so a
+    fit with that guide is watched like any other."""
+    from scribe import ModelConfig
+    from scribe.compose import Composition
+    from tests._guide_params import hand_params
+
+    config = ModelConfig("zinb", guide_family="skew_gene")
+    composition = Composition(config)
+    params = hand_params(config, 10, 6, shape_params=True)
+
+    def posterior(p):
+        distributions = composition.posterior_distributions(p)
+        return {name: distributions[name] for name in ("r", "gate")}
+
+    snap = snapshot_fn(posterior)(params)
+    assert set(snap) == {"r", "gate"}
+    for name in ("r", "gate"):
+        mean, sd = posterior(params)[name].unconstrained_moments()
+        np.testing.assert_allclose(snap[name][0], mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(snap[name][1], sd, rtol=1e-5)
+        assert np.all(np.asarray(sd) > 0)

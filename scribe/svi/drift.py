@@ -133,7 +133,9 @@ def unconstrained_moments(distribution) -> tuple[jnp.ndarray, jnp.ndarray] | Non
     Normal: itself; LogNormal / LogitNormal: the Normal's ``loc`` and ``scale``;
     Beta(a, b): ``logit x`` has mean ``ψ(a) - ψ(b)``, variance ``ψ'(a) + ψ'(b)``;
     BetaPrime(a, b): ``log x``, the same; Gamma(a, rate): ``log x``, ``ψ(a) - log rate``,
-    ``ψ'(a)``; Dirichlet(α): each coordinate's Beta(α_k, Σα - α_k) marginal in logit space.
+    ``ψ'(a)``; Dirichlet(α): each coordinate's Beta(α_k, Σα - α_k) marginal in logit space;
+    a distribution with an ``unconstrained_moments()`` method (``skew_gene``'s marginals):
+    what it returns.
 
     Parameters
     ----------
@@ -146,6 +148,9 @@ def unconstrained_moments(distribution) -> tuple[jnp.ndarray, jnp.ndarray] | Non
     """
     if isinstance(distribution, Normal):
         return distribution.loc, distribution.scale
+    own = getattr(distribution, "unconstrained_moments", None)
+    if callable(own):       # a guide family's marginal that computes them itself
+        return own()
     base = _normal_base(distribution)
     if base is not None:
         return base
