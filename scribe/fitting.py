@@ -195,8 +195,8 @@ def fit(
         ``mean_field`` (independent factors) or ``joint_gene`` (per gene a joint Normal
         over the gene's sites in unconstrained space) or ``skew_gene`` (that Normal
         skewed and bent along zinb's r-gate ridge: r / gate intervals cover 83 % / 82 %
-        at 20,000 x 2,000 against joint_gene's 48 % / 56 %, at about twice the fit time
-        and a slow ``get_map``, docs/benchmarks.md). None: the model type's default,
+        at 20,000 x 2,000 against joint_gene's 48 % / 56 %, at about twice the fit time;
+        ``get_map`` 16 s at 20,000 genes, docs/benchmarks.md). None: the model type's default,
         ``joint_gene`` for the zero-inflated types, ``mean_field`` otherwise.
     tol : float or None, default 1e-5
         Convergence stop (SPEC section 6): the loss is checked every 100 steps, and the

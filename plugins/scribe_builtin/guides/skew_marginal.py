@@ -12,12 +12,13 @@ Draws are exact. Given ``(eps0, e)`` the law of ``x`` is a shifted, scaled sinh-
 Normal with a closed-form density and cdf, so the marginal density and cdf are
 integrals over ``(eps0, e)``: a 201-point trapezoid rule over ``eps0 in [-7.5, 7.5]``
 (a fine grid, since the conditional density can be narrower than the shift's range)
-times 8-point Gauss-Hermite over ``e``. Quantiles bisect the cdf; means and variances
-use Gauss-Hermite over ``(eps0, e, eps)`` (24 x 8 x 24 nodes); the mode is the best of
-257 grid points over ``mean(x) +- 6 sd(x)`` (resolution 0.05 sd of ``x``; an end of the
-grid where the density rises towards the support's boundary). With a tail parameter
-below 1/2 the draws' tails grow faster than ``eps^2``, so ``E[exp(x)]`` (the mean of a
-positive site) is infinite and reported as ``inf``.
+times 8-point Gauss-Hermite over ``e`` (a block's first site has no lead: the ``e``
+rule alone). Quantiles bisect the cdf; means and variances use Gauss-Hermite over
+``(eps0, e, eps)`` (24 x 8 x 24 nodes); the mode is the best of a 33-point grid over
+``mean(x) +- 6 sd(x)`` refined by a 17-point grid around it (resolution 0.047 sd of
+``x``; an end of the grid where the density rises towards the support's boundary).
+With a tail parameter below 1/2 the draws' tails grow faster than ``eps^2``, so
+``E[exp(x)]`` (the mean of a positive site) is infinite and reported as ``inf``.
 """
 
 from __future__ import annotations
@@ -40,11 +41,16 @@ _POSITIVE = ("scale", "tail", "lead_scale", "lead_tail")
 _GRID = np.linspace(-7.5, 7.5, 201)
 _GRID_W = np.exp(-0.5 * _GRID**2)
 _GRID_W = _GRID_W / _GRID_W.sum()
+_COARSE_GRID = np.linspace(-7.5, 7.5, 51)
+_COARSE_GRID_W = np.exp(-0.5 * _COARSE_GRID**2)
+_COARSE_GRID_W = _COARSE_GRID_W / _COARSE_GRID_W.sum()
 _GH8, _GH8_W = np.polynomial.hermite_e.hermegauss(8)
 _GH8_W = _GH8_W / _GH8_W.sum()
 _DRIFT_NODES = (8, 4, 8)
 _BISECTIONS = 50
-_MODE_POINTS = 257
+_MODE_POINTS = 33
+_MODE_FINE_POINTS = 17
+_MODE_RANGE = 6.0
 
 
 def sinh_arcsinh(eps, skew, tail):
@@ -68,27 +74,33 @@ def _lead_shift(args, eps0, e):
     return loc + anchor_sd * e + weight * y0 + soft * jax.nn.softplus(lead_loc + lead_scale * y0)
 
 
-def _conditional(args, x):
+def _conditional(args, x, lead: bool | str = True):
     """Conditional ``eps``, ``log d eps / dx`` and log weights at ``x`` (``(...)`` ->
-    ``(..., N)``) over the outer nodes ``(eps0, e)``."""
-    eps0 = jnp.asarray(np.repeat(_GRID, _GH8.size))
-    e = jnp.asarray(np.tile(_GH8, _GRID.size))
-    log_w = jnp.asarray(np.log(np.outer(_GRID_W, _GH8_W).ravel()))
+    ``(..., N)``) over the outer nodes ``(eps0, e)``. ``lead=False`` (a block's first
+    site, whose lead terms are zero): no ``eps0`` grid, 201x fewer nodes; ``"coarse"``:
+    a 51-point ``eps0`` grid (the mode's first, coarse search)."""
+    if lead == "coarse":
+        grid, grid_w = _COARSE_GRID, _COARSE_GRID_W
+    else:
+        grid, grid_w = (_GRID, _GRID_W) if lead else (np.zeros(1), np.ones(1))
+    eps0 = jnp.asarray(np.repeat(grid, _GH8.size))
+    e = jnp.asarray(np.tile(_GH8, grid.size))
+    log_w = jnp.asarray(np.log(np.outer(grid_w, _GH8_W).ravel()))
     shift = _lead_shift(args, eps0, e)
     scale, skew, tail = (a[..., None] for a in args[1:4])
     eps, log_slope = _inverse((x[..., None] - shift) / scale, skew, tail)
     return eps, log_slope - jnp.log(scale), log_w
 
 
-@jax.jit
-def _log_prob_x(args, x):
-    eps, log_slope, log_w = _conditional(args, x)
+@functools.partial(jax.jit, static_argnames="lead")
+def _log_prob_x(args, x, lead: bool | str = True):
+    eps, log_slope, log_w = _conditional(args, x, lead)
     return jax.nn.logsumexp(-0.5 * eps**2 - 0.5 * np.log(2 * np.pi) + log_slope + log_w, -1)
 
 
-@jax.jit
-def _cdf_x(args, x):
-    eps, _, log_w = _conditional(args, x)
+@functools.partial(jax.jit, static_argnames="lead")
+def _cdf_x(args, x, lead: bool = True):
+    eps, _, log_w = _conditional(args, x, lead)
     return jnp.sum(jax.scipy.stats.norm.cdf(eps) * jnp.exp(log_w), axis=-1)
 
 
@@ -118,8 +130,8 @@ def _moments_x(args, nodes: tuple[int, int, int] = (24, 8, 24)):
     return mean, jnp.sqrt(jnp.maximum(var, 0.0))
 
 
-@jax.jit
-def _icdf_x(args, q):
+@functools.partial(jax.jit, static_argnames="lead")
+def _icdf_x(args, q, lead: bool = True):
     mean, sd = _moments_x(args)
     shape = jnp.broadcast_shapes(q.shape, mean.shape)
     # Chebyshev: the 0.001 and 0.999 quantiles lie within 40 sd of the mean.
@@ -128,7 +140,7 @@ def _icdf_x(args, q):
     def bisect(_, bounds):
         lo, hi = bounds
         mid = (lo + hi) / 2
-        below = _cdf_x(args, mid) < q
+        below = _cdf_x(args, mid, lead) < q
         return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
 
     lo, hi = jax.lax.fori_loop(0, _BISECTIONS, bisect, (lo, hi))
@@ -142,24 +154,44 @@ def _transformed_moments(args, support_index):
     return mean, _expect(args, lambda x: (transform(x) - mean[..., None, None]) ** 2)
 
 
-def _mode(args, support_index):
+def _mode(args, support_index, lead: bool = True):
     transform = biject_to(_BY_SUPPORT[support_index][0])
     mean, sd = _moments_x(args)
-    steps = jnp.linspace(-6.0, 6.0, _MODE_POINTS)
 
-    def density(step):
+    def density(step, grid=lead):
         x = mean + step * sd
-        return _log_prob_x(args, x) - transform.log_abs_det_jacobian(x, transform(x))
+        return (_log_prob_x(args, x, grid)
+                - transform.log_abs_det_jacobian(x, transform(x)))
 
+    # A coarse grid over mean +- 6 sd (33 points, and a 51-point lead grid), then a fine
+    # one around its best point: for a unimodal density the mode lies within one coarse
+    # spacing of the coarse maximum, so 33 + 17 densities give the resolution, 0.047 sd,
+    # of 257 on one grid, at a tenth of the cost.
     # Where the density rises towards the support's boundary (a wide logit or log
     # marginal) this is the grid's end, a value near that boundary: kept finite, since
     # NaN modes would make every mixture assignment built on get_map NaN.
-    best = steps[jnp.argmax(jax.lax.map(density, steps), axis=0)]
+    coarse = jnp.linspace(-_MODE_RANGE, _MODE_RANGE, _MODE_POINTS)
+    spacing = 2 * _MODE_RANGE / (_MODE_POINTS - 1)
+    coarse_density = functools.partial(density, grid="coarse" if lead else False)
+    best = coarse[jnp.argmax(jax.lax.map(coarse_density, coarse), axis=0)]
+    offsets = jnp.linspace(-spacing, spacing, _MODE_FINE_POINTS)
+    fine = jax.lax.map(lambda o: density(jnp.clip(best + o, -_MODE_RANGE, _MODE_RANGE)),
+                       offsets)
+    best = jnp.clip(best + offsets[jnp.argmax(fine, axis=0)], -_MODE_RANGE, _MODE_RANGE)
     return transform(mean + best * sd)
 
 
-_mode = jax.jit(_mode, static_argnums=1)
+_mode = jax.jit(_mode, static_argnums=(1, 2))
 _transformed_moments = jax.jit(_transformed_moments, static_argnums=1)
+
+
+def _has_lead(weight, softplus) -> bool:
+    """False when both lead terms are zero everywhere (a block's first site); True when
+    they are not, or cannot be read (traced arrays): always a correct answer."""
+    try:
+        return bool(np.any(np.asarray(weight) != 0) or np.any(np.asarray(softplus) != 0))
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return True
 
 
 class SkewMarginal(Distribution):
@@ -171,6 +203,10 @@ class SkewMarginal(Distribution):
     support = constraints.real
     family: Family
     _support_index = 2
+    #: False for a block's first site (both lead terms zero, read from the arguments
+    #: when they are concrete): its density and cdf then need no grid over the lead's
+    #: noise. True is always correct.
+    has_lead: bool = True
 
     def __init__(self, *args, validate_args=None):
         args = promote_shapes(*(jnp.asarray(a, jnp.result_type(float)) for a in args))
@@ -178,6 +214,7 @@ class SkewMarginal(Distribution):
         self.args = tuple(jnp.broadcast_to(a, batch_shape) for a in args)
         for name, value in zip(ARG_NAMES, self.args, strict=True):
             setattr(self, name, value)
+        self.has_lead = _has_lead(self.lead_weight, self.lead_softplus)
         super().__init__(batch_shape=batch_shape, validate_args=validate_args)
 
     def family_and_args(self):
@@ -200,15 +237,17 @@ class SkewMarginal(Distribution):
 
     def log_prob(self, value):
         x = self.transform.inv(value)
-        return _log_prob_x(self.args, x) - self.transform.log_abs_det_jacobian(x, value)
+        return (_log_prob_x(self.args, x, self.has_lead)
+                - self.transform.log_abs_det_jacobian(x, value))
 
     def cdf(self, value):
         # Every bijection used here is increasing.
-        return _cdf_x(self.args, self.transform.inv(jnp.asarray(value)))
+        return _cdf_x(self.args, self.transform.inv(jnp.asarray(value)), self.has_lead)
 
     def icdf(self, q):
         """Quantiles; ``q`` broadcasts against the batch shape (e.g. ``(L, 1)``)."""
-        return self.transform(_icdf_x(self.args, jnp.asarray(q, self.loc.dtype)))
+        return self.transform(_icdf_x(self.args, jnp.asarray(q, self.loc.dtype),
+                                      self.has_lead))
 
     @property
     def mean(self):
@@ -220,7 +259,7 @@ class SkewMarginal(Distribution):
 
     @property
     def mode(self):
-        return _mode(self.args, self._support_index)
+        return _mode(self.args, self._support_index, self.has_lead)
 
     def unconstrained_moments(self):
         """Mean and sd of the site's unconstrained value ``x`` (``log``, ``logit`` or
