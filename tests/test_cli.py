@@ -95,6 +95,8 @@ def test_help_shows_examples(capsys):
     (["fit", str(REAL_DATA), "--model", "nbdm_mix", "-o", "fit.nc"], "give --components"),
     (["fit", str(REAL_DATA), "--parameterization", "odd", "-o", "fit.nc"],
      "--parameterization odd: choose one of"),
+    (["fit", str(REAL_DATA), "--guide-family", "fancy", "-o", "fit.nc"],
+     "--guide-family fancy: choose one of"),
     (["fit", str(REAL_DATA), "-o", "fit.txt"], "must end with .nc or .zarr"),
     (["fit", str(REAL_DATA), "-o", "nowhere/fit.nc"], "folder nowhere does not exist"),
     (["fit", str(REAL_DATA), "--model", "nbdm", "--organism", "human", "-o", "fit.nc"],
@@ -125,6 +127,15 @@ def test_argument_errors_exit_2(argv, capsys):
         main(argv)
     assert exit_.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_fit_passes_the_guide_family(tmp_path, capsys):
+    out = tmp_path / "fit.nc"
+    assert main(["fit", str(REAL_DATA), "--model", "zinb", "--guide-family", "mean_field",
+                 "--max-steps", "50", "--quiet", "-o", str(out)]) == 0
+    loaded = scribe.load(out)
+    assert loaded.model_config.guide_family == "mean_field"     # zinb's default: joint_gene
+    assert "r_joint_loc" not in loaded.params and "r_loc" in loaded.params
 
 
 def test_info_of_a_file_that_is_not_a_fit(tmp_path, capsys):

@@ -10,6 +10,7 @@ EXAMPLE = """examples:
       --batch-size 512 -o fit.nc
   scribe fit counts.h5ad --model zinb --components 3 --layer counts -o fit.nc \\
       --write-back annotated.h5ad
+  scribe fit counts.h5ad --model zinb --guide-family skew_gene -o fit.nc
   scribe fit matrix.mtx --transpose --model nbdm --max-steps 20000 -o fit.nc
 
 COUNTS may be .h5ad, .loom, .mtx[.gz], 10x .h5 (with scanpy), .csv/.tsv (cells as rows,
@@ -40,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="standard, linked, odds_ratio, unconstrained (default: standard)")
     parser.add_argument("--components", type=positive_int, default=None, metavar="K",
                         help="number of mixture components (K >= 2)")
+    parser.add_argument("--guide-family", default=None, metavar="FAMILY",
+                        help="shape of the variational posterior: mean_field, joint_gene, "
+                             "skew_gene, joint_capture (and plugins'); default: the model "
+                             "type's (docs/models.md 'Guides and point estimates')")
     add_counts_options(parser)
     parser.add_argument("--batch-size", type=_batch_size, default=AUTO, metavar="B",
                         help="cells per step, or 'all' (default: auto, see "
@@ -92,6 +97,12 @@ def run(args: argparse.Namespace) -> None:
     if args.parameterization not in available_parameterizations():
         raise UsageError(f"--parameterization {args.parameterization}: choose one of "
                          f"{', '.join(available_parameterizations())}")
+    if args.guide_family is not None:
+        from scribe.plugins import available_guide_families
+
+        if args.guide_family not in available_guide_families():
+            raise UsageError(f"--guide-family {args.guide_family}: choose one of "
+                             f"{', '.join(available_guide_families())}")
     output = check_output(args.output, (".nc", ".zarr"), "-o")
     write_back = None
     if args.write_back is not None:
@@ -105,7 +116,8 @@ def run(args: argparse.Namespace) -> None:
                          n_components=args.components, n_steps=args.max_steps,
                          batch_size=args.batch_size, seed=args.seed, layer=args.layer,
                          mrna_per_cell=mrna, progress=not args.quiet,
-                         store_counts=not args.no_store_counts)
+                         store_counts=not args.no_store_counts,
+                         guide_family=args.guide_family)
     results.save(output)
     status = "converged" if results.converged else "not converged"
     print(f"scribe fit: {model_type}/{args.parameterization} on {results.n_cells} cells x "
